@@ -1,0 +1,76 @@
+# riprap: the one entry point. `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+PY := $(BIN)/python
+# PyO3's build script and maturin must see the same interpreter.
+export PYO3_PYTHON := $(PY)
+MATURIN := VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin
+RUST_SOURCES := Cargo.toml Cargo.lock $(shell find rust -name '*.rs' -o -name Cargo.toml)
+# Hypothesis profile: "dev" locally, "ci" (more examples) under `make ci`.
+HYPOTHESIS_PROFILE ?= dev
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Dependencies and a first release build of the extension, in one step.
+$(VENV)/.deps: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check 'maturin==1.16.0'
+	$(MATURIN) develop --release --extras dev,bench
+	touch $@ $(VENV)/.built
+
+# Rebuild the extension in place whenever Rust sources change.
+$(VENV)/.built: $(RUST_SOURCES) | $(VENV)/.deps
+	$(MATURIN) develop --release --skip-install
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.built ## Create .venv, install dev + bench extras, build the extension (release)
+
+.PHONY: demo
+demo: install ## Run the demo: a simulated flaky fleet through riprap's policies
+	$(BIN)/riprap demo
+
+.PHONY: test
+test: install ## Rust core tests, then the Python suite on the Rust and on the Python backend
+	cargo test -p riprap-core
+	RIPRAP_BACKEND=rust HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/pytest
+	RIPRAP_BACKEND=python HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(BIN)/pytest
+
+.PHONY: bench
+bench: install ## Benchmarks (pytest-benchmark): riprap vs the Python reference vs installed peers
+	RIPRAP_BACKEND=python $(BIN)/pytest benches -q -o filterwarnings=default -o timeout=0 --benchmark-max-time=0.5
+	RIPRAP_BACKEND=rust $(BIN)/pytest benches -q -o filterwarnings=default -o timeout=0 --benchmark-max-time=0.5
+
+.PHONY: lint
+lint: install ## rustfmt, clippy, rustdoc, ruff, mypy --strict, stubtest
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+	$(BIN)/ruff format --check python tests benches
+	$(BIN)/ruff check python tests benches
+	$(BIN)/mypy
+	$(PY) -m mypy.stubtest riprap._core --allowlist stubtest-allowlist.txt
+
+.PHONY: ci
+ci: ## What CI runs: lint, then the whole test suite (more hypothesis examples)
+	$(MAKE) lint
+	$(MAKE) test HYPOTHESIS_PROFILE=ci
+
+.PHONY: format
+format: install ## Apply rustfmt and ruff format
+	cargo fmt --all
+	$(BIN)/ruff format python tests benches
+	$(BIN)/ruff check --fix python tests benches
+
+.PHONY: clean
+clean: ## Remove build products and the virtualenv
+	cargo clean
+	rm -rf $(VENV) .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis python/riprap/_core*.so
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'

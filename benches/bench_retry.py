@@ -1,0 +1,39 @@
+"""Retry: riprap (active backend) vs the hand-rolled loop, tenacity, stamina and backoff.
+
+Each case is timed twice: by pytest-benchmark (its own statistics, in the usual table), and by
+riprap's paired timer (added ns over a bare call, median of paired samples), which feeds the
+comparison table printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import riprap
+from riprap import _bench
+
+PEERS_ONCE = (
+    riprap.backend() == "rust"
+)  # peers do not depend on the backend: measure them once
+
+PARAMS = [
+    pytest.param(case, impl, id=f"{case.key}-{impl}")
+    for case in _bench.CASES
+    if case.key.startswith("retry")
+    for impl in case.available()
+    if impl == "riprap" or PEERS_ONCE
+]
+
+
+@pytest.mark.parametrize(("case", "impl"), PARAMS)
+def test_retry(
+    benchmark: pytest.FixtureDef,  # type: ignore[type-arg]
+    record: list[_bench.Result],
+    case: _bench.Case,
+    impl: str,
+) -> None:
+    fn = case.build[impl]()
+    added, bare = _bench.measure(fn)
+    record.append(_bench.Result(case.key, impl, riprap.backend(), added, bare, 41))
+    benchmark.extra_info.update(added_ns=added, bare_ns=bare, backend=riprap.backend())  # type: ignore[attr-defined]
+    benchmark(fn)  # type: ignore[operator]

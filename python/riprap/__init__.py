@@ -1,0 +1,74 @@
+"""riprap: resilience policies for Python with a Rust core.
+
+Retry with backoff and jitter, retry budgets and adaptive backoff, built on state machines written
+in Rust (`riprap._core`). `RIPRAP_BACKEND=python` runs everything on the pure-Python reference
+(`riprap._reference`) instead; `riprap.backend()` says which one is active.
+
+Deterministic tests: pass `clock=riprap.testing.ManualClock()` to any primitive.
+"""
+
+from importlib.metadata import version as _version
+
+from . import _backend
+from ._errors import (
+    BulkheadRejectedError,
+    BulkheadRejectedException,
+    BulkheadTimeoutError,
+    BulkheadTimeoutException,
+    CircuitBreakerOpenException,
+    CircuitOpenError,
+    FallbackExhaustedError,
+    FallbackExhaustedException,
+    RateLimitExceeded,
+    ResilienceError,
+    TimeoutExceededError,
+)
+from ._retry import (
+    API_RETRY_POLICY,
+    DATABASE_RETRY_POLICY,
+    NETWORK_RETRY_POLICY,
+    RetryDecorator,
+    RetryPolicy,
+    retry,
+)
+from ._retry_manager import (
+    AdaptiveBackoffStrategy,
+    IntelligentRetryManager,
+    RetryManager,
+)
+
+RetryBudget = _backend.core.RetryBudget
+
+__version__ = _version("riprap")
+
+
+def backend() -> str:
+    """The active backend: "rust" (default) or "python" (`RIPRAP_BACKEND=python`)."""
+    return _backend.NAME
+
+
+__all__ = [
+    "API_RETRY_POLICY",
+    "AdaptiveBackoffStrategy",
+    "BulkheadRejectedError",
+    "BulkheadRejectedException",
+    "BulkheadTimeoutError",
+    "BulkheadTimeoutException",
+    "CircuitBreakerOpenException",
+    "CircuitOpenError",
+    "DATABASE_RETRY_POLICY",
+    "FallbackExhaustedError",
+    "FallbackExhaustedException",
+    "IntelligentRetryManager",
+    "NETWORK_RETRY_POLICY",
+    "RateLimitExceeded",
+    "ResilienceError",
+    "RetryBudget",
+    "RetryDecorator",
+    "RetryManager",
+    "RetryPolicy",
+    "TimeoutExceededError",
+    "__version__",
+    "backend",
+    "retry",
+]

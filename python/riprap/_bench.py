@@ -1,0 +1,313 @@
+"""Benchmark cases and a paired timer, shared by `riprap bench` and `benches/` (pytest-benchmark).
+
+Numbers are added nanoseconds over a bare call of the same function (SPEC §16): every sample
+times a loop of bare calls and a loop of protected calls back to back, and the reported value is
+the median over samples of their difference. Ratios measured in one process are what matter; the
+absolute numbers move with the machine's load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+__all__ = ["CASES", "Case", "Result", "machine", "measure", "render_table", "run_cases"]
+
+Thunk = Callable[[], object]
+
+
+def _bare() -> int:
+    return 1
+
+
+def _flaky() -> Thunk:
+    """A function that fails twice with ConnectionError, then succeeds, over and over."""
+    count = [0]
+
+    def flaky() -> int:
+        count[0] += 1
+        if count[0] % 3:
+            raise ConnectionError("connection reset")
+        return 1
+
+    return flaky
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+# --- implementations ---------------------------------------------------------------------------
+
+
+def _riprap(target: Thunk) -> Thunk:
+    import riprap
+
+    policy = riprap.RetryPolicy(
+        max_attempts=3, base_delay=0.0, max_delay=0.0, jitter=False
+    )
+    return riprap.retry(policy)(target)
+
+
+def _hand_rolled(target: Thunk) -> Thunk:
+    def retried() -> object:
+        for attempt in range(3):
+            try:
+                return target()
+            except ConnectionError:
+                if attempt == 2:
+                    raise
+        return None
+
+    return retried
+
+
+def _tenacity(target: Thunk) -> Thunk:
+    import tenacity
+
+    return tenacity.retry(
+        stop=tenacity.stop_after_attempt(3),
+        wait=tenacity.wait_none(),
+        retry=tenacity.retry_if_exception_type(ConnectionError),
+        reraise=True,
+    )(target)
+
+
+def _stamina(target: Thunk) -> Thunk:
+    import stamina
+
+    return stamina.retry(
+        on=ConnectionError, attempts=3, wait_initial=0.0, wait_max=0.0, wait_jitter=0.0
+    )(target)
+
+
+def _backoff(target: Thunk) -> Thunk:
+    import backoff
+
+    return backoff.on_exception(
+        backoff.constant, ConnectionError, max_tries=3, interval=0, jitter=None
+    )(target)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One benchmarked path: how to build each implementation's protected callable."""
+
+    key: str
+    title: str
+    target_ns: float | None
+    build: dict[str, Callable[[], Thunk]]
+    needs: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def available(self) -> list[str]:
+        """Implementations whose libraries are installed."""
+        return [
+            name
+            for name in self.build
+            if name not in self.needs or _has(self.needs[name])
+        ]
+
+
+PEERS = {"tenacity": "tenacity", "stamina": "stamina", "backoff": "backoff"}
+
+CASES: list[Case] = [
+    Case(
+        "retry_success",
+        "retry decorator, success, sync",
+        150.0,
+        {
+            "riprap": lambda: _riprap(_bare),
+            "hand-rolled": lambda: _hand_rolled(_bare),
+            "tenacity": lambda: _tenacity(_bare),
+            "stamina": lambda: _stamina(_bare),
+            "backoff": lambda: _backoff(_bare),
+        },
+        PEERS,
+    ),
+    Case(
+        "retry_fails_twice",
+        "retry, fails twice then succeeds, zero wait, sync",
+        2000.0,
+        {
+            "riprap": lambda: _riprap(_flaky()),
+            "hand-rolled": lambda: _hand_rolled(_flaky()),
+            "tenacity": lambda: _tenacity(_flaky()),
+            "stamina": lambda: _stamina(_flaky()),
+            "backoff": lambda: _backoff(_flaky()),
+        },
+        PEERS,
+    ),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """The median added cost of one implementation on one case."""
+
+    case: str
+    impl: str
+    backend: str
+    added_ns: float
+    bare_ns: float
+    samples: int
+
+    @property
+    def times_bare(self) -> float:
+        """Cost as a multiple of the bare call."""
+        return (
+            (self.added_ns + self.bare_ns) / self.bare_ns
+            if self.bare_ns
+            else float("nan")
+        )
+
+
+def _timed_loop(fn: Thunk, n: int) -> int:
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        fn()
+    return time.perf_counter_ns() - t0
+
+
+def measure(
+    fn: Thunk, bare: Thunk = _bare, *, samples: int = 41, sample_ms: float = 4.0
+) -> tuple[float, float]:
+    """Median added ns of `fn()` over `bare()`, and the median bare ns, from paired samples."""
+    fn()  # warm up (first-call caches, imports)
+    probe = max(_timed_loop(fn, 20) / 20, 1.0)
+    inner = int(min(max(sample_ms * 1e6 / probe, 20), 50_000))
+    added, bares = [], []
+    for i in range(samples):
+        if i % 2:
+            b = _timed_loop(bare, inner)
+            w = _timed_loop(fn, inner)
+        else:
+            w = _timed_loop(fn, inner)
+            b = _timed_loop(bare, inner)
+        added.append((w - b) / inner)
+        bares.append(b / inner)
+    return statistics.median(added), statistics.median(bares)
+
+
+def run_cases(
+    *,
+    quick: bool = False,
+    impls: list[str] | None = None,
+    keys: list[str] | None = None,
+) -> list[Result]:
+    """Measure every available implementation of every case in this process."""
+    import riprap
+
+    for name in ("riprap", "stamina", "tenacity", "backoff"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # SPEC §16: loggers at ERROR
+    samples = 15 if quick else 41
+    results = []
+    for case in CASES:
+        if keys is not None and case.key not in keys:
+            continue
+        for impl in case.available():
+            if impls is not None and impl not in impls:
+                continue
+            fn = case.build[impl]()
+            added, bare = measure(fn, samples=samples, sample_ms=2.0 if quick else 4.0)
+            results.append(
+                Result(case.key, impl, riprap.backend(), added, bare, samples)
+            )
+    return results
+
+
+def results_in_subprocess(
+    backend: str, *, quick: bool, impls: list[str]
+) -> list[Result]:
+    """Run the cases for `impls` under another backend in a child interpreter."""
+    env = dict(os.environ, RIPRAP_BACKEND=backend)
+    args = [
+        sys.executable,
+        "-m",
+        "riprap",
+        "bench",
+        "--json",
+        "--only",
+        ",".join(impls),
+    ]
+    if quick:
+        args.append("--quick")
+    out = subprocess.run(
+        args, env=env, check=True, capture_output=True, text=True
+    ).stdout
+    return [Result(**r) for r in json.loads(out)]
+
+
+def machine() -> str:
+    """A one-line description of the machine, Python and build."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"CPython {platform.python_version()}, release build"
+    )
+
+
+def _fmt(ns: float) -> str:
+    if ns >= 10_000:
+        return f"{ns / 1000:,.0f} µs"
+    if ns >= 1000:
+        return f"{ns / 1000:.2f} µs"
+    return f"{ns:.0f} ns"
+
+
+def render_table(results: list[Result]) -> str:
+    """A markdown table: one row per case, one column per implementation (added cost)."""
+    columns: list[str] = []
+
+    def col(r: Result) -> str:
+        if r.impl == "riprap":
+            return f"riprap ({r.backend})"
+        return r.impl
+
+    for r in results:
+        if col(r) not in columns:
+            columns.append(col(r))
+    order = [
+        "riprap (rust)",
+        "riprap (python)",
+        "hand-rolled",
+        "tenacity",
+        "stamina",
+        "backoff",
+    ]
+    columns.sort(key=lambda c: order.index(c) if c in order else len(order))
+    head = ["path", "target", *columns]
+    if "riprap (rust)" in columns and "riprap (python)" in columns:
+        head.append("python ÷ rust")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for case in CASES:
+        row = {col(r): r for r in results if r.case == case.key}
+        if not row:
+            continue
+        cells = [case.title, "≤ " + _fmt(case.target_ns) if case.target_ns else ""]
+        cells.extend(_fmt(row[c].added_ns) if c in row else "" for c in columns)
+        if len(head) > len(cells):
+            rust, py = row.get("riprap (rust)"), row.get("riprap (python)")
+            cells.append(
+                f"{py.added_ns / rust.added_ns:.1f}×"  # noqa: RUF001
+                if rust and py and rust.added_ns > 0
+                else ""
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""The `riprap` command: `demo`, `bench`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+__all__ = ["main"]
+
+DESCRIPTION = """\
+riprap: resilience policies for Python with a Rust core.
+
+commands:
+  demo    run a simulated fleet of flaky agents through riprap's policies and print the
+          resilience statistics (--quick for a short run)
+  bench   measure riprap against the pure-Python reference backend and the installed peers
+          (tenacity, stamina, backoff) and print the comparison table
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="riprap",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo", help="run the simulated flaky fleet and print the statistics"
+    )
+    demo.add_argument(
+        "--quick", action="store_true", help="a short run (a few seconds)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=7, help="seed for the injected faults"
+    )
+    demo.add_argument(
+        "--calls", type=int, default=None, help="calls per agent (default 60)"
+    )
+    bench = sub.add_parser("bench", help="print the benchmark comparison table")
+    bench.add_argument("--quick", action="store_true", help="fewer samples")
+    bench.add_argument("--json", action="store_true", help="print raw results as JSON")
+    bench.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated implementations (riprap, tenacity, ...)",
+    )
+    bench.add_argument(
+        "--no-python-backend",
+        action="store_true",
+        help="skip measuring the pure-Python reference backend (a child process)",
+    )
+    return p
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import riprap
+
+    from . import _bench
+
+    impls = args.only.split(",") if args.only else None
+    results = _bench.run_cases(quick=args.quick, impls=impls)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in results]))
+        return 0
+    if not args.no_python_backend and riprap.backend() == "rust":
+        results += _bench.results_in_subprocess(
+            "python", quick=args.quick, impls=["riprap"]
+        )
+    print(f"machine: {_bench.machine()}")
+    print("median added cost per call over a bare call (paired samples)\n")
+    print(_bench.render_table(results))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `riprap` console script and `python -m riprap`."""
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from ._demo import run
+
+        return run(quick=args.quick, seed=args.seed, calls=args.calls)
+    if args.command == "bench":
+        return _bench(args)
+    _parser().print_help()
+    return 0 if argv is not None or len(sys.argv) > 1 else 2

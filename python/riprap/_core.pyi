@@ -1,0 +1,188 @@
+"""Type stubs for riprap._core, the Rust backend (hand-written, checked by stubtest).
+
+`riprap._reference` implements the same names with the same signatures in pure Python.
+"""
+
+from collections.abc import Callable
+from typing import Any, final
+
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "AdaptiveBackoff",
+    "ManualClock",
+    "RetryBudget",
+    "RetryCall",
+    "RetryEngine",
+    "RetrySchedule",
+    "Rng",
+    "__version__",
+    "monotonic",
+    "note_fork",
+]
+__version__: str
+
+def monotonic() -> float:
+    """Seconds on the monotonic clock the Rust primitives use (origin: the first read)."""
+
+def note_fork() -> None:
+    """Tells every unseeded generator the process forked (registered with `os.register_at_fork`)."""
+
+@disjoint_base
+class ManualClock:
+    """A manually driven clock shared by every primitive given it (`clock=`)."""
+
+    def __new__(cls, start: float | None = None) -> ManualClock: ...
+    def now(self) -> float:
+        """The current time in seconds."""
+    def now_ns(self) -> int:
+        """The current time in whole nanoseconds."""
+    def advance(self, seconds: float) -> None:
+        """Moves time forward by `seconds` (saturating at the end of time)."""
+    def sleep(self, seconds: float) -> None:
+        """Like `advance`: a sleep on a manual clock passes no real time."""
+    def set(self, seconds: float) -> None:
+        """Sets the time, forwards or backwards (to test a clock that steps back)."""
+
+@final
+class Rng:
+    """wyrand: `Rng(seed)` gives the same stream on both backends; `Rng()` seeds from entropy."""
+
+    def __new__(cls, seed: int | None = None) -> Rng: ...
+    def next_u64(self) -> int:
+        """The next 64 random bits."""
+    def next_f64(self) -> float:
+        """A uniform float in [0, 1)."""
+
+@final
+class RetrySchedule:
+    """A validated retry schedule: backoff, attempt limit, deadline and jitter stream."""
+
+    def __new__(
+        cls,
+        *,
+        strategy: str,
+        base_delay: float,
+        max_delay: float,
+        exponential_base: float,
+        jitter: bool,
+        jitter_range: float,
+        max_attempts: int,
+        deadline: float | None,
+        seed: int | None,
+    ) -> RetrySchedule: ...
+    def compute_delay(self, attempt: int, previous: float | None = None) -> float:
+        """The delay after failed attempt `attempt` (1-based)."""
+    def next_delay(
+        self,
+        failed_attempt: int,
+        elapsed: float,
+        previous: float | None = None,
+        retry_after: float | None = None,
+    ) -> float | None:
+        """The delay before the next attempt, or None to give up now."""
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def deadline(self) -> float | None: ...
+
+@final
+class AdaptiveBackoff:
+    """Backoff stretched or shrunk by each operation's recent success rate."""
+
+    def __new__(
+        cls,
+        *,
+        strategy: str,
+        base_delay: float,
+        max_delay: float,
+        exponential_base: float,
+        jitter: bool,
+        jitter_range: float,
+        seed: int | None,
+    ) -> AdaptiveBackoff: ...
+    def delay(self, operation_id: str, attempt: int) -> float:
+        """The delay after failed attempt `attempt` of `operation_id`."""
+    def record(self, operation_id: str, success: bool) -> None:
+        """Records one result of `operation_id`."""
+    def success_rate(self, operation_id: str) -> float:
+        """The success rate over the last 100 results (0.8 with none)."""
+    def __len__(self) -> int: ...
+
+@final
+class RetryBudget:
+    """A retry budget shared by every policy that holds it.
+
+    Retries are allowed while `retries + 1 <= ratio x first attempts + min_per_second x window`
+    over the last `window` seconds (a ring of ten buckets).
+    """
+
+    def __new__(
+        cls,
+        ratio: float | None = None,
+        min_per_second: float | None = None,
+        window: float | None = None,
+        *,
+        clock: ManualClock | None = None,
+    ) -> RetryBudget: ...
+    def deposit(self) -> None:
+        """Records a first attempt."""
+    def try_withdraw(self) -> bool:
+        """Takes one retry from the budget; False means the retry must not be made."""
+    @property
+    def ratio(self) -> float: ...
+    @property
+    def min_per_second(self) -> float: ...
+    @property
+    def window(self) -> float: ...
+    def get_stats(self) -> dict[str, Any]:
+        """Counters: the window's first attempts and retries, what is left, lifetime totals."""
+
+@final
+class RetryEngine:
+    """A compiled retry policy: classification, schedule, budget, clock, hook and log name."""
+
+    def __new__(
+        cls,
+        schedule: RetrySchedule,
+        *,
+        retryable_exceptions: tuple[type[BaseException], ...],
+        status_codes: list[int],
+        patterns: list[str],
+        retry_on_result: Callable[[Any], object] | None,
+        respect_retry_after: bool,
+        budget: RetryBudget | None,
+        clock: ManualClock | None,
+        on_retry: Callable[..., object] | None,
+        name: str,
+    ) -> RetryEngine: ...
+    @property
+    def name(self) -> str: ...
+    def start(self) -> float | None:
+        """Starts a retried call: budget deposit, and the start time when a deadline needs it."""
+    def decide(
+        self,
+        attempt: int,
+        exc: BaseException | None,
+        start: float | None,
+        previous: float | None,
+    ) -> float | None:
+        """The delay before the next attempt after attempt `attempt` failed, or None to stop."""
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Whether the policy retries `exc` (by type, status code or message)."""
+    def retry_result(self, result: object) -> bool:
+        """Whether `retry_on_result` asks to retry this result."""
+    def sleep(self, seconds: float) -> None:
+        """Blocks for `seconds` on the engine's clock (GIL released, Ctrl-C honoured)."""
+    def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Runs `func(*args, **kwargs)` with retries (what a decorated sync function does)."""
+
+@final
+class RetryCall:
+    """A retried sync function (see `riprap.retry`)."""
+
+    def __new__(cls, func: Callable[..., Any], engine: RetryEngine) -> RetryCall: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+    @property
+    def retry_engine(self) -> RetryEngine: ...

@@ -1,0 +1,149 @@
+"""riprap's exception hierarchy (SPEC §4).
+
+Every exception riprap raises means "riprap refused" and derives from `ResilienceError`. When a
+retried call finally fails, the caller gets its own exception back, never a wrapper. Where the seed
+design named an error, the old name is an alias of the same class.
+
+This module is pure Python and never imports `_core`, which keeps the import graph acyclic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BulkheadRejectedError",
+    "BulkheadRejectedException",
+    "BulkheadTimeoutError",
+    "BulkheadTimeoutException",
+    "CircuitBreakerOpenException",
+    "CircuitOpenError",
+    "FallbackExhaustedError",
+    "FallbackExhaustedException",
+    "RateLimitExceeded",
+    "ResilienceError",
+    "TimeoutExceededError",
+]
+
+
+class ResilienceError(Exception):
+    """Base class of every error riprap raises on its own behalf."""
+
+
+class CircuitOpenError(ResilienceError):
+    """A circuit breaker rejected the call.
+
+    Attributes:
+        name: The breaker's name.
+        retry_after: Seconds until the breaker lets a trial call through (0 when half-open and
+            its trial slots are taken).
+    """
+
+    def __init__(
+        self, name: str, retry_after: float, message: str | None = None
+    ) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(
+            message
+            or f"circuit breaker {name!r} is open; retry after {retry_after:.3f}s"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.retry_after, str(self)))
+
+
+class RateLimitExceeded(ResilienceError):  # noqa: N818 - the SPEC's name
+    """A rate limiter refused the call.
+
+    Attributes:
+        name: The limiter's name (or None).
+        retry_after: Seconds until the request could be admitted.
+    """
+
+    def __init__(
+        self, name: str | None, retry_after: float, message: str | None = None
+    ) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(
+            message or f"rate limit {name!r} exceeded; retry after {retry_after:.3f}s"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.retry_after, str(self)))
+
+
+class BulkheadRejectedError(ResilienceError):
+    """A bulkhead was full (all slots busy and its queue full, or the wait ran out).
+
+    Attributes:
+        name: The bulkhead's name.
+    """
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        self.name = name
+        super().__init__(message or f"bulkhead {name!r} rejected the call")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, str(self)))
+
+
+class BulkheadTimeoutError(ResilienceError, TimeoutError):
+    """A call inside a bulkhead ran longer than the bulkhead's `timeout`.
+
+    Attributes:
+        name: The bulkhead's name.
+        timeout: The limit in seconds.
+    """
+
+    def __init__(self, name: str, timeout: float, message: str | None = None) -> None:
+        self.name = name
+        self.timeout = timeout
+        super().__init__(
+            message or f"bulkhead {name!r} call timed out after {timeout}s"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.timeout, str(self)))
+
+
+class TimeoutExceededError(ResilienceError, TimeoutError):
+    """A `riprap.timeout` or `riprap.deadline` ran out.
+
+    It is a `TimeoutError`, so a retry policy with the default exception set retries it.
+
+    Attributes:
+        timeout: The limit in seconds.
+    """
+
+    def __init__(self, timeout: float, message: str | None = None) -> None:
+        self.timeout = timeout
+        super().__init__(message or f"timed out after {timeout}s")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.timeout, str(self)))
+
+
+class FallbackExhaustedError(ResilienceError):
+    """The primary call and every fallback failed and no cached or default value was available.
+
+    `__cause__` is the primary error.
+
+    Attributes:
+        errors: Every error in the order it happened, the primary's first.
+    """
+
+    def __init__(self, errors: list[BaseException], message: str | None = None) -> None:
+        self.errors = list(errors)
+        super().__init__(message or f"all {len(self.errors)} fallback levels failed")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.errors, str(self)))
+
+
+# The seed design's names: the same class objects.
+CircuitBreakerOpenException = CircuitOpenError
+BulkheadRejectedException = BulkheadRejectedError
+BulkheadTimeoutException = BulkheadTimeoutError
+FallbackExhaustedException = FallbackExhaustedError

@@ -1,0 +1,36 @@
+"""The pure-Python reference backend: a readable twin of `riprap._core`.
+
+Same names, same signatures, same semantics, written for clarity rather than speed.
+`RIPRAP_BACKEND=python` runs the whole library on it, and differential tests compare it with the
+Rust core on random event sequences.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._backoff import AdaptiveBackoff, RetrySchedule
+from ._budget import RetryBudget
+from ._clock import ManualClock, monotonic
+from ._retry_call import RetryCall, RetryEngine
+from ._rng import Rng, note_fork
+
+try:
+    __version__ = version("riprap")
+except (
+    PackageNotFoundError
+):  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "AdaptiveBackoff",
+    "ManualClock",
+    "RetryBudget",
+    "RetryCall",
+    "RetryEngine",
+    "RetrySchedule",
+    "Rng",
+    "__version__",
+    "monotonic",
+    "note_fork",
+]

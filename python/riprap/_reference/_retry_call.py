@@ -1,0 +1,259 @@
+"""Reference twin of `rust/py/src/retry.rs`: `RetryEngine` and `RetryCall`.
+
+The engine is a compiled retry policy: it classifies a failure, asks the schedule for the next
+delay (Retry-After, deadline), checks the budget, logs, calls `on_retry` and waits on the clock.
+`RetryCall` runs a sync function under it. Control-flow exceptions are not `Exception`s and pass
+straight through; when retries run out the caller's own last exception is re-raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+from .._http import parse_retry_after
+from ._backoff import RetrySchedule
+from ._budget import RetryBudget
+from ._clock import ManualClock, clock_of
+
+__all__ = ["RetryCall", "RetryEngine"]
+
+logger = logging.getLogger("riprap")
+
+
+def _describe(exc: BaseException | None) -> str:
+    return (
+        "result rejected by retry_on_result"
+        if exc is None
+        else f"{type(exc).__name__}: {exc}"
+    )
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    ra = getattr(exc, "retry_after", None)
+    if isinstance(ra, (int, float)) and not isinstance(ra, bool):
+        return float(ra)
+    headers = getattr(exc, "headers", None)
+    if headers is None:
+        response = getattr(exc, "response", None)
+        if response is None:
+            return None
+        headers = getattr(response, "headers", None)
+        if headers is None:
+            return None
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    try:
+        value = get("Retry-After")
+        if not value:
+            value = get("retry-after")
+    except Exception:
+        return None
+    if not isinstance(value, str):
+        return None
+    return parse_retry_after(value)
+
+
+class RetryEngine:
+    """A compiled retry policy: classification, schedule, budget, clock, hook and log name."""
+
+    def __init__(
+        self,
+        schedule: RetrySchedule,
+        *,
+        retryable_exceptions: tuple[type[BaseException], ...],
+        status_codes: list[int],
+        patterns: list[str],
+        retry_on_result: Callable[[Any], object] | None,
+        respect_retry_after: bool,
+        budget: RetryBudget | None,
+        clock: object,
+        on_retry: Callable[..., object] | None,
+        name: str,
+    ) -> None:
+        self._schedule = schedule
+        self._retryable = retryable_exceptions
+        self._status_codes = list(status_codes)
+        self._patterns = list(patterns)
+        self._predicate = retry_on_result
+        self._respect_retry_after = respect_retry_after
+        self._budget = budget
+        self._clock = clock_of(clock)
+        self._on_retry = on_retry
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The name used in log lines."""
+        return self._name
+
+    def _now(self) -> float:
+        return self._clock.now_ns() / 1e9
+
+    def start(self) -> float | None:
+        """Starts a retried call: budget deposit, and the start time when a deadline needs it."""
+        if self._budget is not None:
+            self._budget.deposit()
+        return self._now() if self._schedule.deadline is not None else None
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Whether the policy retries `exc` (by type, status code or message)."""
+        if not isinstance(exc, Exception):
+            return False
+        if isinstance(exc, self._retryable):
+            return True
+        if self._status_codes:
+            status = getattr(exc, "status_code", None)
+            if status is None:
+                status = getattr(exc, "status", None)
+            if isinstance(status, int) and status in self._status_codes:
+                return True
+        if self._patterns:
+            message = str(exc).lower()
+            return any(p in message for p in self._patterns)
+        return False
+
+    def retry_result(self, result: object) -> bool:
+        """Whether `retry_on_result` asks to retry this result."""
+        return self._predicate is not None and bool(self._predicate(result))
+
+    def decide(
+        self,
+        attempt: int,
+        exc: BaseException | None,
+        start: float | None,
+        previous: float | None,
+    ) -> float | None:
+        """The delay before the next attempt after attempt `attempt` failed, or None to stop."""
+        retry_after = None
+        if exc is not None:
+            if not self.is_retryable(exc):
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(f"{self._name}: {exc!r} is not retryable")
+                return None
+            if self._respect_retry_after:
+                retry_after = _retry_after(exc)
+        elapsed = self._now() - start if start is not None else 0.0
+        max_attempts = self._schedule.max_attempts
+        delay = self._schedule.next_delay(attempt, elapsed, previous, retry_after)
+        if attempt >= max_attempts:
+            reason = "attempts exhausted"
+        else:
+            reason = "the next wait would cross the deadline"
+        if (
+            delay is not None
+            and self._budget is not None
+            and not self._budget.try_withdraw()
+        ):
+            delay, reason = None, "the retry budget is spent"
+        if delay is None:
+            if logger.isEnabledFor(logging.ERROR):
+                logger.error(
+                    "%s: attempt %d of %d failed (%s); giving up: %s",
+                    self._name,
+                    attempt,
+                    max_attempts,
+                    _describe(exc),
+                    reason,
+                )
+            return None
+        if logger.isEnabledFor(logging.WARNING):
+            logger.warning(
+                "%s: attempt %d of %d failed (%s); retrying in %.3fs",
+                self._name,
+                attempt,
+                max_attempts,
+                _describe(exc),
+                delay,
+            )
+        if self._on_retry is not None:
+            try:
+                self._on_retry(attempt, exc, delay)
+            except Exception as err:
+                if exc is not None and err.__context__ is None:
+                    err.__context__ = exc
+                raise
+        return delay
+
+    def sleep(self, seconds: float) -> None:
+        """Blocks for `seconds` on the engine's clock (a ManualClock just advances)."""
+        if isinstance(self._clock, ManualClock):
+            self._clock.advance(seconds)
+        elif seconds > 0:
+            time.sleep(seconds)
+
+    def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Runs `func(*args, **kwargs)` with retries (what a decorated sync function does)."""
+        start = self.start()
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:
+            return self._finish(func, args, kwargs, exc=exc, result=None, start=start)
+        if self._predicate is not None and self.retry_result(result):
+            return self._finish(
+                func, args, kwargs, exc=None, result=result, start=start
+            )
+        return result
+
+    def _finish(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        exc: BaseException | None,
+        result: Any,
+        start: float | None,
+    ) -> Any:
+        attempt, previous = 1, None
+        while True:
+            delay = self.decide(attempt, exc, start, previous)
+            if delay is None:
+                if exc is not None:
+                    try:
+                        raise exc
+                    finally:
+                        exc = None  # this frame is in exc's traceback: do not keep a cycle
+                return result
+            if delay > 0.0:
+                self.sleep(delay)
+            previous = delay
+            attempt += 1
+            # Drop the failed attempt's exception before the next try: its traceback holds this
+            # frame, so keeping it in a local would make a cycle only the GC could free.
+            exc = None
+            try:
+                result = func(*args, **kwargs)
+            except Exception as e:
+                exc, result = e, None
+                continue
+            if not self.retry_result(result):
+                return result
+
+
+class RetryCall:
+    """A retried sync function (see `riprap.retry`)."""
+
+    def __init__(self, func: Callable[..., Any], engine: RetryEngine) -> None:
+        self._func = func
+        self._engine = engine
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._engine.call(self._func, *args, **kwargs)
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)
+
+    @property
+    def retry_engine(self) -> RetryEngine:
+        """The retry engine (policy, clock and hooks) this function runs under."""
+        return self._engine
+
+    def __repr__(self) -> str:
+        return f"<riprap.RetryCall wrapping {self._func!r}>"

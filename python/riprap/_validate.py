@@ -1,0 +1,140 @@
+"""Type checks for configuration, shared by the public layer and the pure-Python reference.
+
+The Rust binding (`rust/py/src/convert.rs`) produces the same messages, so a bad argument reads
+the same on both backends. Value checks (ranges, NaN, inf) live in the cores; these helpers only
+make sure a field has the right type, naming the field and the type it got.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = [
+    "U64_MAX",
+    "boolean",
+    "callable_or_none",
+    "check_float",
+    "check_int",
+    "exception_types",
+    "integer",
+    "number",
+    "optional_number",
+    "py_float",
+    "secs_to_nanos",
+    "strings",
+]
+
+U64_MAX = (1 << 64) - 1
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def number(field: str, value: object) -> float:
+    """A number of seconds (or any real): `int` or `float`, never `bool`."""
+    if isinstance(value, bool):
+        raise TypeError(f"{field} must be a number, got bool")
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"{field} must be a finite number, got {value}") from None
+    try:
+        return float(value.__float__())  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        raise TypeError(f"{field} must be a number, got {_type_name(value)}") from None
+
+
+def optional_number(field: str, value: object) -> float | None:
+    """`None` or a number."""
+    return None if value is None else number(field, value)
+
+
+def integer(field: str, value: object) -> int:
+    """An `int`, never `bool`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field} must be an int, got {_type_name(value)}")
+    return value
+
+
+def boolean(field: str, value: object) -> bool:
+    """A `bool`."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{field} must be a bool, got {_type_name(value)}")
+    return value
+
+
+def callable_or_none(field: str, value: object) -> Callable[..., Any] | None:
+    """`None` or a callable."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{field} must be callable or None, got {_type_name(value)}")
+    return value
+
+
+def exception_types(field: str, value: object) -> tuple[type[BaseException], ...]:
+    """An exception class or an iterable of them, as a tuple."""
+    items: Iterable[Any] = (
+        (value,) if isinstance(value, type) else _iterable(field, value)
+    )
+    out = tuple(items)
+    for t in out:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise TypeError(f"{field} must hold exception classes, got {t!r}")
+    return out
+
+
+def strings(field: str, value: object) -> tuple[str, ...]:
+    """An iterable of `str` (a bare `str` is refused: it would iterate by character)."""
+    if isinstance(value, str):
+        raise TypeError(f"{field} must be a tuple of str, got a single str")
+    out = tuple(_iterable(field, value))
+    for s in out:
+        if not isinstance(s, str):
+            raise TypeError(f"{field} must hold str, got {_type_name(s)}")
+    return out
+
+
+def _iterable(field: str, value: object) -> Iterable[Any]:
+    try:
+        return iter(value)  # type: ignore[call-overload, no-any-return]
+    except TypeError:
+        raise TypeError(f"{field} must be a tuple, got {_type_name(value)}") from None
+
+
+def py_float(value: float) -> str:
+    """A float as the messages print it (Python's `repr`)."""
+    return repr(float(value))
+
+
+def check_float(field: str, value: float, minimum: float, inclusive: bool) -> float:
+    """Finite and `>= minimum` (`> minimum` when not inclusive); mirrors the core's check."""
+    if not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number, got {py_float(value)}")
+    if (value < minimum) if inclusive else (value <= minimum):
+        op = ">=" if inclusive else ">"
+        raise ValueError(
+            f"{field} must be {op} {py_float(minimum)}, got {py_float(value)}"
+        )
+    return value
+
+
+def check_int(field: str, value: int, minimum: int) -> int:
+    """`>= minimum`; mirrors the core's check."""
+    if value < minimum:
+        raise ValueError(f"{field} must be >= {minimum}, got {value}")
+    return value
+
+
+def secs_to_nanos(seconds: float) -> int:
+    """Seconds to nanoseconds exactly as the core does: round half up, saturating."""
+    x = seconds * 1e9 + 0.5
+    if x != x:  # NaN  # noqa: PLR0124
+        return 0
+    if x >= 18446744073709551616.0:
+        return U64_MAX
+    return max(0, math.floor(x))

@@ -1,0 +1,49 @@
+//! riprap-core: the state machines behind riprap, in plain Rust.
+//!
+//! Everything here is pure Rust with no Python: backoff and jitter math, retry decisions, retry
+//! budgets and adaptive backoff (and, as they land, the breaker window, token buckets and bulkhead
+//! counters). Time is injected through [`Clock`] and every decision is returned as a value, so the
+//! caller decides how to wait: `time.sleep`, `asyncio.sleep`, or advancing a [`ManualClock`] in a
+//! test. All types are `Send + Sync` and take `&self`.
+//!
+//! ```
+//! use riprap_core::{BackoffConfig, RetrySchedule, Strategy};
+//! let cfg = BackoffConfig { strategy: Strategy::Linear, jitter: false, ..BackoffConfig::default() };
+//! let schedule = RetrySchedule::new(cfg, 4, None, Some(7)).unwrap();
+//! assert_eq!(schedule.next_delay(2, 0.0, None, None), Some(2.0));
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod adaptive;
+pub mod backoff;
+pub mod budget;
+pub mod clock;
+pub mod error;
+pub mod retry;
+pub mod rng;
+
+pub use adaptive::{AdaptiveBackoff, SuccessHistory, adaptive_factor};
+pub use backoff::{Backoff, BackoffConfig, Strategy, pow_saturating};
+pub use budget::{BudgetStats, RetryBudget};
+pub use clock::{Clock, ManualClock, nanos_to_secs, secs_to_nanos};
+pub use error::{ConfigError, check_float, check_int};
+pub use retry::RetrySchedule;
+pub use rng::{Rng, note_fork};
+
+#[cfg(test)]
+mod tests {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        assert_send_sync::<super::Clock>();
+        assert_send_sync::<super::ManualClock>();
+        assert_send_sync::<super::Rng>();
+        assert_send_sync::<super::Backoff>();
+        assert_send_sync::<super::RetrySchedule>();
+        assert_send_sync::<super::RetryBudget>();
+        assert_send_sync::<super::AdaptiveBackoff>();
+    }
+}

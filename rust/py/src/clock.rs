@@ -1,0 +1,98 @@
+//! `ManualClock` (shared manual time) and the monotonic clock as seen from Python.
+
+use pyo3::prelude::*;
+use riprap_core::{Clock, ManualClock, check_float, nanos_to_secs, secs_to_nanos};
+
+use crate::convert::number;
+use crate::errors::config_error;
+
+/// A manually driven clock shared by every primitive given it (`clock=`).
+#[pyclass(name = "ManualClock", module = "riprap.testing", frozen, subclass)]
+pub struct PyManualClock {
+    pub(crate) inner: ManualClock,
+}
+
+fn nanos(field: &'static str, v: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let s = check_float(field, number(field, v)?, 0.0, true).map_err(config_error)?;
+    Ok(secs_to_nanos(s))
+}
+
+#[pymethods]
+impl PyManualClock {
+    #[new]
+    #[pyo3(signature = (start = None))]
+    fn new(start: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let ns = match start {
+            Some(s) => nanos("start", s)?,
+            None => 0,
+        };
+        Ok(Self {
+            inner: ManualClock::new(ns),
+        })
+    }
+
+    /// The current time in seconds.
+    fn now(&self) -> f64 {
+        nanos_to_secs(self.inner.now())
+    }
+
+    /// The current time in whole nanoseconds.
+    fn now_ns(&self) -> u64 {
+        self.inner.now()
+    }
+
+    /// Moves time forward by `seconds` (saturating at the end of time).
+    fn advance(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner.advance(nanos("seconds", seconds)?);
+        Ok(())
+    }
+
+    /// Like `advance`: a sleep on a manual clock passes no real time.
+    fn sleep(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.advance(seconds)
+    }
+
+    /// Sets the time, forwards or backwards (to test a clock that steps back).
+    fn set(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.inner.set(nanos("seconds", seconds)?);
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ManualClock(now={})", nanos_to_secs(self.inner.now()))
+    }
+}
+
+/// Seconds on the monotonic clock the Rust primitives use (origin: the first read).
+#[pyfunction]
+pub(crate) fn monotonic() -> f64 {
+    Clock::Monotonic.now_secs()
+}
+
+/// Blocks for `seconds` on `clock`: a manual clock just advances; real time is slept detached
+/// from the interpreter in slices of at most 50 ms, checking for signals between slices so
+/// Ctrl-C interrupts the wait promptly.
+pub(crate) fn sleep(py: Python<'_>, clock: &Clock, seconds: f64) -> PyResult<()> {
+    match clock {
+        Clock::Manual(m) => {
+            m.advance(secs_to_nanos(seconds));
+            Ok(())
+        }
+        Clock::Monotonic => {
+            let Ok(total) = std::time::Duration::try_from_secs_f64(seconds) else {
+                return Ok(()); // NaN or negative: nothing to wait for
+            };
+            let slice_max = std::time::Duration::from_millis(50);
+            let start = std::time::Instant::now();
+            loop {
+                let left = total.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return Ok(());
+                }
+                let slice = left.min(slice_max);
+                py.detach(|| std::thread::sleep(slice));
+                py.check_signals()?;
+            }
+        }
+    }
+}

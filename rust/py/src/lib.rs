@@ -1,0 +1,38 @@
+//! riprap._core: thin PyO3 wrappers over riprap-core.
+//!
+//! Each wrapper extracts arguments, calls the core and converts the result; semantics live in the
+//! core (and, for control flow that needs Python objects, in the Python package).
+
+mod attr;
+mod backoff;
+mod budget;
+mod clock;
+mod convert;
+mod errors;
+mod retry;
+mod rng;
+mod vectorcall;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+mod _core {
+    #[pymodule_export]
+    use super::backoff::{PyAdaptiveBackoff, PyRetrySchedule};
+    #[pymodule_export]
+    use super::budget::PyRetryBudget;
+    #[pymodule_export]
+    use super::clock::{PyManualClock, monotonic};
+    #[pymodule_export]
+    use super::retry::{PyRetryCall, PyRetryEngine};
+    #[pymodule_export]
+    use super::rng::{PyRng, note_fork};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        super::retry::PyRetryCall::enable_vectorcall(m.py())?;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}

@@ -1,0 +1,580 @@
+//! `RetryEngine` (a compiled retry policy with its clock and hooks) and `RetryCall` (the native
+//! wrapper `riprap.retry` puts around a sync function).
+//!
+//! Why native: a Python closure `wrapper(*args, **kwargs)` costs ~165 ns by itself, more than the
+//! whole budget for retry's success path, and a Python retry loop costs ~1 µs per failure beyond
+//! the exception itself (SPEC §16). `RetryCall` calls the function through `tp_call` with the
+//! caller's own argument tuple and dict; on failure the engine classifies the exception, asks the
+//! core schedule for the next delay, checks the budget, logs, calls `on_retry`, waits on the clock
+//! (never for a zero delay) and calls again, all without a Python frame of its own. Async
+//! functions and `policy.attempts()` loops run in Python and call `decide()` once per failure, so
+//! every form of retry shares this one decision.
+//!
+//! Control-flow exceptions (`KeyboardInterrupt`, `SystemExit`, `GeneratorExit`, `CancelledError`)
+//! are not `Exception`s: they pass straight through, uncounted, even if `BaseException` is listed
+//! as retryable. When retries run out the caller's own last exception is re-raised.
+
+use pyo3::exceptions::PyException;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
+use pyo3::{PyTraverseError, ffi, intern};
+use riprap_core::{BackoffConfig, Clock, RetrySchedule};
+
+use crate::attr::lookup;
+use crate::backoff::PyRetrySchedule;
+use crate::budget::PyRetryBudget;
+use crate::convert::clock;
+use crate::vectorcall::{self, Args, VectorCall};
+
+// Part of CPython's C API (listed in the stable ABI); pyo3-ffi does not declare it.
+unsafe extern "C" {
+    fn PyMethod_New(func: *mut ffi::PyObject, instance: *mut ffi::PyObject) -> *mut ffi::PyObject;
+}
+
+const DEBUG: i32 = 10;
+const WARNING: i32 = 30;
+const ERROR: i32 = 40;
+
+static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static IS_ENABLED_FOR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static PARSE_RETRY_AFTER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    Ok(LOGGER
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py
+                .import("logging")?
+                .call_method1("getLogger", ("riprap",))?
+                .unbind())
+        })?
+        .bind(py))
+}
+
+fn log_enabled(py: Python<'_>, level: i32) -> PyResult<bool> {
+    let check = IS_ENABLED_FOR.get_or_try_init(py, || -> PyResult<_> {
+        Ok(logger(py)?.getattr("isEnabledFor")?.unbind())
+    })?;
+    check.bind(py).call1((level,))?.is_truthy()
+}
+
+fn describe(exc: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+    Ok(match exc {
+        None => "result rejected by retry_on_result".to_owned(),
+        Some(e) => format!("{}: {}", e.get_type().name()?, e.str()?),
+    })
+}
+
+/// A compiled retry policy: classification, schedule, budget, clock, hook and log name.
+#[pyclass(name = "RetryEngine", module = "riprap", frozen)]
+pub struct PyRetryEngine {
+    schedule: Py<PyRetrySchedule>,
+    retryable: Py<PyTuple>,
+    status_codes: Vec<i64>,
+    patterns: Vec<String>,
+    predicate: Option<Py<PyAny>>,
+    respect_retry_after: bool,
+    budget: Option<Py<PyRetryBudget>>,
+    clock: Clock,
+    on_retry: Option<Py<PyAny>>,
+    name: String,
+}
+
+impl PyRetryEngine {
+    fn max_attempts(&self) -> u64 {
+        self.schedule.get().inner().max_attempts()
+    }
+
+    fn timed(&self) -> bool {
+        self.schedule.get().inner().deadline().is_some()
+    }
+
+    /// The first attempt is starting: take a budget deposit, and the start time if a deadline
+    /// needs it.
+    fn begin(&self) -> Option<f64> {
+        if let Some(b) = &self.budget {
+            b.get().deposit_now();
+        }
+        self.timed().then(|| self.clock.now_secs())
+    }
+
+    fn classify(&self, exc: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = exc.py();
+        if !exc.is_instance_of::<PyException>() {
+            return Ok(false);
+        }
+        if exc.is_instance(self.retryable.bind(py))? {
+            return Ok(true);
+        }
+        if !self.status_codes.is_empty() {
+            let mut status = lookup(exc, intern!(py, "status_code"))?;
+            if status.as_ref().is_none_or(PyAnyMethods::is_none) {
+                status = lookup(exc, intern!(py, "status"))?;
+            }
+            if let Some(s) = status
+                && s.is_instance_of::<PyInt>()
+                && let Ok(code) = s.extract::<i64>()
+                && self.status_codes.contains(&code)
+            {
+                return Ok(true);
+            }
+        }
+        if !self.patterns.is_empty() {
+            let lowered = exc.str()?.call_method0(intern!(py, "lower"))?;
+            let message = lowered.cast::<PyString>()?.to_cow()?;
+            return Ok(self.patterns.iter().any(|p| message.contains(p.as_str())));
+        }
+        Ok(false)
+    }
+
+    fn retry_after(exc: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+        let py = exc.py();
+        if let Some(ra) = lookup(exc, intern!(py, "retry_after"))?
+            && !ra.is_instance_of::<PyBool>()
+            && (ra.is_instance_of::<PyInt>() || ra.is_instance_of::<PyFloat>())
+        {
+            return Ok(Some(ra.extract::<f64>()?));
+        }
+        let headers = match lookup(exc, intern!(py, "headers"))? {
+            Some(h) if !h.is_none() => h,
+            _ => match lookup(exc, intern!(py, "response"))? {
+                Some(r) if !r.is_none() => match lookup(&r, intern!(py, "headers"))? {
+                    Some(h) => h,
+                    None => return Ok(None),
+                },
+                _ => return Ok(None),
+            },
+        };
+        let Some(get) = lookup(&headers, intern!(py, "get"))? else {
+            return Ok(None);
+        };
+        let value = match get.call1(("Retry-After",)) {
+            Ok(v) if v.is_truthy().unwrap_or(false) => v,
+            Ok(_) => match get.call1(("retry-after",)) {
+                Ok(v) => v,
+                Err(e) if e.is_instance_of::<PyException>(py) => return Ok(None),
+                Err(e) => return Err(e),
+            },
+            Err(e) if e.is_instance_of::<PyException>(py) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !value.is_instance_of::<PyString>() {
+            return Ok(None);
+        }
+        let parse = PARSE_RETRY_AFTER.get_or_try_init(py, || -> PyResult<_> {
+            Ok(py
+                .import("riprap._http")?
+                .getattr("parse_retry_after")?
+                .unbind())
+        })?;
+        parse.bind(py).call1((value,))?.extract()
+    }
+
+    fn wants_retry(&self, result: &Bound<'_, PyAny>) -> PyResult<bool> {
+        match &self.predicate {
+            Some(p) => p.bind(result.py()).call1((result,))?.is_truthy(),
+            None => Ok(false),
+        }
+    }
+
+    /// After attempt `attempt` failed with `exc` (or returned a result to retry, `exc = None`):
+    /// the delay before the next attempt, or `None` to stop.
+    fn decide_inner(
+        &self,
+        py: Python<'_>,
+        attempt: u64,
+        exc: Option<&Bound<'_, PyAny>>,
+        start: Option<f64>,
+        previous: Option<f64>,
+    ) -> PyResult<Option<f64>> {
+        let mut retry_after = None;
+        if let Some(e) = exc {
+            if !self.classify(e)? {
+                if log_enabled(py, DEBUG)? {
+                    let msg = format!("{}: {} is not retryable", self.name, e.repr()?);
+                    logger(py)?.call_method1(intern!(py, "debug"), (msg,))?;
+                }
+                return Ok(None);
+            }
+            if self.respect_retry_after {
+                retry_after = Self::retry_after(e)?;
+            }
+        }
+        let elapsed = start.map_or(0.0, |s| self.clock.now_secs() - s);
+        let max_attempts = self.max_attempts();
+        let mut delay =
+            self.schedule
+                .get()
+                .inner()
+                .next_delay(attempt, elapsed, previous, retry_after);
+        let mut reason = if attempt >= max_attempts {
+            "attempts exhausted"
+        } else {
+            "the next wait would cross the deadline"
+        };
+        if delay.is_some()
+            && let Some(b) = &self.budget
+            && !b.get().try_withdraw_now()
+        {
+            delay = None;
+            reason = "the retry budget is spent";
+        }
+        let Some(delay) = delay else {
+            if log_enabled(py, ERROR)? {
+                logger(py)?.call_method1(
+                    intern!(py, "error"),
+                    (
+                        "%s: attempt %d of %d failed (%s); giving up: %s",
+                        &self.name,
+                        attempt,
+                        max_attempts,
+                        describe(exc)?,
+                        reason,
+                    ),
+                )?;
+            }
+            return Ok(None);
+        };
+        if log_enabled(py, WARNING)? {
+            logger(py)?.call_method1(
+                intern!(py, "warning"),
+                (
+                    "%s: attempt %d of %d failed (%s); retrying in %.3fs",
+                    &self.name,
+                    attempt,
+                    max_attempts,
+                    describe(exc)?,
+                    delay,
+                ),
+            )?;
+        }
+        if let Some(hook) = &self.on_retry
+            && let Err(err) = hook.bind(py).call1((attempt, exc, delay))
+        {
+            // The hook's error surfaces, chained to the failure that triggered it.
+            if let Some(e) = exc
+                && err.value(py).getattr(intern!(py, "__context__"))?.is_none()
+            {
+                err.value(py).setattr(intern!(py, "__context__"), e)?;
+            }
+            return Err(err);
+        }
+        Ok(Some(delay))
+    }
+
+    /// The rest of a sync call after its first attempt failed (or returned a result to retry).
+    fn finish<'py>(
+        &self,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+        mut exc: Option<Bound<'py, PyAny>>,
+        mut result: Option<Bound<'py, PyAny>>,
+        start: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = func.py();
+        let mut attempt = 1;
+        let mut previous = None;
+        loop {
+            let Some(delay) = self.decide_inner(py, attempt, exc.as_ref(), start, previous)? else {
+                return match (exc, result) {
+                    (Some(e), _) => Err(PyErr::from_value(e)),
+                    (None, Some(r)) => Ok(r),
+                    (None, None) => Ok(py.None().into_bound(py)),
+                };
+            };
+            if delay > 0.0 {
+                crate::clock::sleep(py, &self.clock, delay)?;
+            }
+            previous = Some(delay);
+            attempt += 1;
+            match func.call(args, kwargs) {
+                Ok(r) => {
+                    if !self.wants_retry(&r)? {
+                        return Ok(r);
+                    }
+                    exc = None;
+                    result = Some(r);
+                }
+                Err(e) if e.is_instance_of::<PyException>(py) => {
+                    exc = Some(e.into_value(py).into_bound(py).into_any());
+                    result = None;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl PyRetryEngine {
+    #[new]
+    #[pyo3(signature = (schedule, *, retryable_exceptions, status_codes, patterns, retry_on_result,
+                        respect_retry_after, budget, clock, on_retry, name))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        schedule: Py<PyRetrySchedule>,
+        retryable_exceptions: Py<PyTuple>,
+        status_codes: Vec<i64>,
+        patterns: Vec<String>,
+        retry_on_result: Option<Py<PyAny>>,
+        respect_retry_after: bool,
+        budget: Option<Py<PyRetryBudget>>,
+        clock: Option<&Bound<'_, PyAny>>,
+        on_retry: Option<Py<PyAny>>,
+        name: String,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            schedule,
+            retryable: retryable_exceptions,
+            status_codes,
+            patterns,
+            predicate: retry_on_result,
+            respect_retry_after,
+            budget,
+            clock: self::clock(clock)?,
+            on_retry,
+            name,
+        })
+    }
+
+    /// Starts a retried call: takes a budget deposit and returns the start time (or `None`
+    /// when there is no deadline to measure).
+    fn start(&self) -> Option<f64> {
+        self.begin()
+    }
+
+    /// The delay before the next attempt after attempt `attempt` failed, or `None` to stop.
+    #[pyo3(signature = (attempt, exc, start, previous))]
+    fn decide(
+        &self,
+        py: Python<'_>,
+        attempt: u64,
+        exc: Option<&Bound<'_, PyAny>>,
+        start: Option<f64>,
+        previous: Option<f64>,
+    ) -> PyResult<Option<f64>> {
+        self.decide_inner(py, attempt, exc, start, previous)
+    }
+
+    /// Whether the policy retries `exc` (by type, status code or message).
+    fn is_retryable(&self, exc: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.classify(exc)
+    }
+
+    /// Whether `retry_on_result` asks to retry this result.
+    fn retry_result(&self, result: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.wants_retry(result)
+    }
+
+    /// Blocks for `seconds` on the engine's clock (GIL released, Ctrl-C honoured).
+    fn sleep(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+        crate::clock::sleep(py, &self.clock, seconds)
+    }
+
+    /// Runs `func(*args, **kwargs)` with retries (what a decorated sync function does).
+    #[pyo3(signature = (func, /, *args, **kwargs))]
+    fn call<'py>(
+        &self,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.run(func, args, kwargs)
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.schedule)?;
+        visit.call(&self.retryable)?;
+        visit.call(&self.predicate)?;
+        visit.call(&self.budget)?;
+        visit.call(&self.on_retry)?;
+        Ok(())
+    }
+}
+
+impl PyRetryEngine {
+    /// An engine that never retries (the template instance used to enable vectorcall).
+    fn inert(py: Python<'_>) -> PyResult<Self> {
+        let schedule = RetrySchedule::new(BackoffConfig::default(), 1, None, Some(0))
+            .map_err(crate::errors::config_error)?;
+        Ok(Self {
+            schedule: Py::new(py, PyRetrySchedule::from_inner(schedule))?,
+            retryable: PyTuple::empty(py).unbind(),
+            status_codes: Vec::new(),
+            patterns: Vec::new(),
+            predicate: None,
+            respect_retry_after: false,
+            budget: None,
+            clock: Clock::Monotonic,
+            on_retry: None,
+            name: String::new(),
+        })
+    }
+
+    fn run<'py>(
+        &self,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let start = self.begin();
+        let first = func.call(args, kwargs);
+        self.after_first(func, first, start, || Ok((args.clone(), kwargs.cloned())))
+    }
+
+    /// Handles the outcome of the first attempt: return it, or run the retry loop with the
+    /// arguments that `args` builds (only on the slow path).
+    fn after_first<'py>(
+        &self,
+        func: &Bound<'py, PyAny>,
+        first: PyResult<Bound<'py, PyAny>>,
+        start: Option<f64>,
+        args: impl FnOnce() -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = func.py();
+        match first {
+            Ok(result) => {
+                if self.predicate.is_some() && self.wants_retry(&result)? {
+                    let (a, k) = args()?;
+                    return self.finish(func, &a, k.as_ref(), None, Some(result), start);
+                }
+                Ok(result)
+            }
+            Err(err) if err.is_instance_of::<PyException>(py) => {
+                let exc = err.into_value(py).into_bound(py).into_any();
+                let (a, k) = args()?;
+                self.finish(func, &a, k.as_ref(), Some(exc), None, start)
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// A retried sync function (see `riprap.retry`).
+#[pyclass(name = "RetryCall", module = "riprap", frozen, dict, weakref)]
+pub struct PyRetryCall {
+    vectorcall: ffi::vectorcallfunc,
+    func: Py<PyAny>,
+    engine: Py<PyRetryEngine>,
+}
+
+/// Where the first attempt left off when it needs the slow path.
+pub(crate) struct FirstAttempt<'py> {
+    start: Option<f64>,
+    /// The result to check against `retry_on_result`, or `None`: the call raised and the
+    /// exception is still set in the interpreter.
+    result: Option<Bound<'py, PyAny>>,
+}
+
+impl VectorCall for PyRetryCall {
+    type Pending<'py> = FirstAttempt<'py>;
+
+    fn fast<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Args<'py>,
+    ) -> Result<Bound<'py, PyAny>, FirstAttempt<'py>> {
+        let this = slf.get();
+        let engine = this.engine.get();
+        let start = engine.begin();
+        match args.call(this.func.bind(slf.py())) {
+            Some(result) if engine.predicate.is_none() => Ok(result),
+            result => Err(FirstAttempt { start, result }),
+        }
+    }
+
+    fn slow<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Args<'py>,
+        pending: FirstAttempt<'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let first = pending.result.ok_or_else(|| PyErr::fetch(py));
+        this.engine
+            .get()
+            .after_first(this.func.bind(py), first, pending.start, || {
+                args.to_tuple_dict()
+            })
+    }
+}
+
+impl PyRetryCall {
+    /// Turns on the vectorcall fast path for the type (called once at module init).
+    pub(crate) fn enable_vectorcall(py: Python<'_>) -> PyResult<()> {
+        let inert = Bound::new(
+            py,
+            Self::new(py.None(), Py::new(py, PyRetryEngine::inert(py)?)?),
+        )?;
+        vectorcall::enable(&inert, &raw const inert.get().vectorcall);
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyRetryCall {
+    #[new]
+    fn new(func: Py<PyAny>, engine: Py<PyRetryEngine>) -> Self {
+        Self {
+            vectorcall: vectorcall::trampoline::<Self>,
+            func,
+            engine,
+        }
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.engine.get().run(self.func.bind(py), args, kwargs)
+    }
+
+    /// Binds like a function, so a decorated method gets `self`.
+    fn __get__<'py>(
+        slf: Bound<'py, Self>,
+        instance: Option<&Bound<'py, PyAny>>,
+        _owner: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match instance {
+            Some(obj) if !obj.is_none() => {
+                let py = slf.py();
+                // SAFETY: both pointers are valid references for the duration of the call;
+                // PyMethod_New returns a new reference or NULL with an exception set.
+                unsafe {
+                    Bound::from_owned_ptr_or_err(py, PyMethod_New(slf.as_ptr(), obj.as_ptr()))
+                }
+            }
+            _ => Ok(slf.into_any()),
+        }
+    }
+
+    /// The retry engine (policy, clock and hooks) this function runs under.
+    #[getter]
+    fn retry_engine(&self, py: Python<'_>) -> Py<PyRetryEngine> {
+        self.engine.clone_ref(py)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let inner = self
+            .func
+            .bind(py)
+            .repr()
+            .map_or_else(|_| "?".to_owned(), |r| r.to_string());
+        format!("<riprap.RetryCall wrapping {inner}>")
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.func)?;
+        visit.call(&self.engine)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,52 @@
+"""The `riprap` command line (SPEC §15)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import riprap
+from riprap._cli import main
+
+
+def test_help_explains_each_command(capsys: object) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "riprap", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "demo" in proc.stdout
+    assert "bench" in proc.stdout
+
+
+def test_no_command_prints_help_and_fails() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "riprap"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2
+    assert "usage: riprap" in proc.stdout
+
+
+def test_demo_runs_and_reports(capsys: object) -> None:
+    assert main(["demo", "--calls", "4", "--seed", "3"]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert f"on the {riprap.backend()} backend" in out
+    assert "retry statistics" in out
+    assert "success rate" in out
+    assert "retry budget" in out
+    assert "32/32" in out  # the progress bar finished (8 agents x 4 calls)
+
+
+def test_bench_json_measures_riprap(capsys: object) -> None:
+    assert main(["bench", "--quick", "--json", "--only", "riprap,hand-rolled"]) == 0
+    rows = json.loads(capsys.readouterr().out)  # type: ignore[attr-defined]
+    assert {(r["case"], r["impl"]) for r in rows} == {
+        ("retry_success", "riprap"),
+        ("retry_success", "hand-rolled"),
+        ("retry_fails_twice", "riprap"),
+        ("retry_fails_twice", "hand-rolled"),
+    }
+    assert all(r["backend"] == riprap.backend() for r in rows)
+    assert all(r["bare_ns"] > 0 for r in rows)

@@ -1,0 +1,195 @@
+"""RetryManager statistics, AdaptiveBackoffStrategy and IntelligentRetryManager (SPEC §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import tracemalloc
+
+import pytest
+
+import riprap
+from riprap import RetryPolicy
+from riprap.testing import ManualClock
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+class Service:
+    """Each call takes `cost` seconds of manual time and fails `fail_first` times first."""
+
+    def __init__(
+        self, clock: ManualClock, fail_first: int = 0, cost: float = 0.5
+    ) -> None:
+        self.clock, self.fail_first, self.cost = clock, fail_first, cost
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        self.clock.advance(self.cost)
+        if self.calls <= self.fail_first:
+            raise ConnectionError("flaky")
+        return "ok"
+
+
+def test_statistics_aggregate_every_call_honestly(clock: ManualClock) -> None:
+    m = riprap.RetryManager(
+        RetryPolicy(max_attempts=3, base_delay=1.0, jitter=False), clock=clock
+    )
+    assert m.get_retry_statistics("op") == {}
+    assert run(m.retry_with_backoff(Service(clock, 1), operation_id="op")) == "ok"
+    with pytest.raises(ConnectionError):
+        run(m.retry_with_backoff(Service(clock, 5, cost=0.25), operation_id="op"))
+    s = m.get_retry_statistics("op")
+    assert s["total_calls"] == 2
+    assert s["successful_calls"] == 1
+    assert s["success_rate"] == 0.5  # the seed reported 1.0 here
+    assert s["total_attempts"] == 5
+    assert s["total_time"] == pytest.approx(2 * 0.5 + 3 * 0.25)  # sleeps excluded
+    assert s["max_attempt_time"] == 0.5
+    assert s["min_attempt_time"] == 0.25
+    assert s["average_attempt_time"] == pytest.approx(1.75 / 5)
+
+
+def test_async_functions_keyword_args_and_default_operation_id(
+    clock: ManualClock,
+) -> None:
+    m = riprap.RetryManager(clock=clock)
+
+    async def fetch(x: int, *, y: int) -> int:
+        return x + y
+
+    assert run(m.retry_with_backoff(fetch, 1, y=2)) == 3
+    assert m.operations() == [
+        f"{__name__}.test_async_functions_keyword_args_and_default_operation_id.<locals>.fetch"
+    ]
+
+
+def test_memory_is_constant_per_operation(clock: ManualClock) -> None:
+    riprap_logger_quiet()  # caplog would keep every record
+    m = riprap.RetryManager(RetryPolicy(base_delay=0.0), clock=clock)
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            await m.retry_with_backoff(Service(clock, 1, cost=0.0), operation_id="op")
+
+    run(many(200))
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    run(many(2000))
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(
+        s.size_diff for s in after.compare_to(before, "filename") if "riprap" in str(s)
+    )
+    assert grown < 10_000
+    assert m.get_retry_statistics("op")["total_calls"] == 2200
+
+
+def test_cancelled_calls_are_not_counted(clock: ManualClock) -> None:
+    m = riprap.RetryManager(clock=clock)
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        run(m.retry_with_backoff(cancelled, operation_id="c"))
+    assert m.get_retry_statistics("c")["total_calls"] == 0
+
+
+class TestAdaptive:
+    def test_factor_follows_the_success_rate(self) -> None:
+        a = riprap.AdaptiveBackoffStrategy(RetryPolicy(jitter=False, base_delay=1.0))
+        assert a.success_rate("db") == 0.8
+        assert a.calculate_adaptive_delay("db", 2) == 2.0  # 0.8 -> factor 1.0
+        for _ in range(10):
+            a.record_operation_result("db", True)
+        assert a.calculate_adaptive_delay("db", 2) == pytest.approx(1.4)  # > 0.9 -> 0.7
+        for _ in range(10):
+            a.record_operation_result("db", False)
+        assert a.success_rate("db") == 0.5
+        assert a.calculate_adaptive_delay("db", 2) == 4.0  # <= 0.5 -> 2.0
+
+    def test_history_is_the_last_hundred(self) -> None:
+        a = riprap.AdaptiveBackoffStrategy()
+        for _ in range(100):
+            a.record_operation_result("x", False)
+        for _ in range(60):
+            a.record_operation_result("x", True)
+        assert a.success_rate("x") == 0.6
+
+    def test_scaled_delay_is_capped_then_jittered(self) -> None:
+        a = riprap.AdaptiveBackoffStrategy(RetryPolicy(max_delay=10.0, seed=4))
+        for _ in range(5):
+            a.record_operation_result("x", False)
+        draws = [a.calculate_adaptive_delay("x", 30) for _ in range(500)]
+        assert min(draws) >= 9.0
+        assert max(draws) <= 11.0
+        assert len(set(draws)) > 450
+
+
+class TestIntelligent:
+    def test_first_call_uses_the_seed_mapping_then_explores(
+        self, clock: ManualClock
+    ) -> None:
+        m = riprap.IntelligentRetryManager(clock=clock)
+        assert m.select_strategy("network") == "exponential"
+        assert m.select_strategy("database") == "linear"
+        assert m.select_strategy("api") == "adaptive"
+        assert m.select_strategy("other") == "exponential"
+
+        async def ok() -> str:
+            return "ok"
+
+        picks = []
+        for _ in range(3):
+            picks.append(m.select_strategy("database"))
+            run(m.smart_retry(ok, operation_type="database"))
+        assert picks == ["linear", "exponential", "adaptive"]
+        metrics = m.performance_metrics["database"]
+        assert set(metrics) == {"linear", "exponential", "adaptive"}
+        assert metrics["linear"]["total_operations"] == 1
+        assert metrics["linear"]["success_rate"] == 1.0
+
+    def test_learns_to_avoid_a_failing_strategy_but_keeps_exploring(
+        self, clock: ManualClock
+    ) -> None:
+        # A dependency that needs 4 attempts: "linear" (3 attempts) always fails, the others
+        # (5 attempts) succeed. The seed's picker would stay on "linear" forever.
+        riprap_logger_quiet()
+        m = riprap.IntelligentRetryManager(clock=clock)
+        counts: collections.Counter[str] = collections.Counter()
+
+        for _ in range(300):
+            state = {"n": 0}
+
+            async def needs_four(state: dict[str, int] = state) -> str:
+                state["n"] += 1
+                if state["n"] < 4:
+                    raise ConnectionError("warming up")
+                return "ok"
+
+            name = m.select_strategy("database")
+            counts[name] += 1
+            try:
+                run(m.smart_retry(needs_four, operation_type="database"))
+            except ConnectionError:
+                assert name == "linear"
+        assert counts["linear"] < 60
+        assert counts["linear"] >= 3  # still tried now and then
+        assert counts["exponential"] + counts["adaptive"] > 240
+        assert m.performance_metrics["database"]["linear"]["success_rate"] == 0.0
+
+    def test_validation(self) -> None:
+        with pytest.raises(ValueError, match="exploration"):
+            riprap.IntelligentRetryManager(exploration=-1)
+        with pytest.raises(TypeError, match="clock"):
+            riprap.IntelligentRetryManager(clock="now")
+
+
+def riprap_logger_quiet() -> None:
+    import logging
+
+    logging.getLogger("riprap").setLevel(logging.CRITICAL)

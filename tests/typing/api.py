@@ -1,0 +1,47 @@
+"""Type-checked by `mypy --strict` (never executed): the public API as users write it."""
+
+from __future__ import annotations
+
+import riprap
+from riprap import RetryPolicy
+from riprap.testing import ManualClock
+
+clock = ManualClock()
+policy = RetryPolicy(max_attempts=5, base_delay=0.2, seed=1)
+delay: float = policy.compute_delay(3)
+budget = riprap.RetryBudget(0.2, 3.0, 10.0, clock=clock)
+
+
+@riprap.retry(policy, clock=clock)
+def fetch(x: int) -> str:
+    return str(x)
+
+
+@riprap.retry
+def plain() -> int:
+    return 1
+
+
+@riprap.retry(max_attempts=3, budget=budget)
+async def afetch(x: int) -> int:
+    return x
+
+
+text: str = fetch(1)
+number: int = plain()
+
+
+async def use() -> int:
+    for attempt in policy.attempts(clock=clock):
+        with attempt:
+            plain()
+    async for attempt in policy.attempts():
+        with attempt:
+            await afetch(2)
+    manager = riprap.RetryManager(policy, clock=clock)
+    value = await manager.retry_with_backoff(afetch, 3, operation_id="x")
+    stats: dict[str, object] = manager.get_retry_statistics("x")
+    return int(value) + len(stats) + await afetch(4)
+
+
+backend: str = riprap.backend()
