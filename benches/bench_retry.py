@@ -16,6 +16,7 @@ PEERS_ONCE = (
     riprap.backend() == "rust"
 )  # peers do not depend on the backend: measure them once
 
+_bench.load_cases()
 PARAMS = [
     pytest.param(case, impl, id=f"{case.key}-{impl}")
     for case in _bench.CASES

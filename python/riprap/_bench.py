@@ -20,82 +20,30 @@ import sys
 import time
 from collections.abc import Callable
 
-__all__ = ["CASES", "Case", "Result", "machine", "measure", "render_table", "run_cases"]
+__all__ = [
+    "CASES",
+    "Case",
+    "Result",
+    "bare",
+    "has",
+    "machine",
+    "measure",
+    "register",
+    "render_table",
+    "run_cases",
+]
 
 Thunk = Callable[[], object]
 
 
-def _bare() -> int:
+def bare() -> int:
+    """The function every case is measured against."""
     return 1
 
 
-def _flaky() -> Thunk:
-    """A function that fails twice with ConnectionError, then succeeds, over and over."""
-    count = [0]
-
-    def flaky() -> int:
-        count[0] += 1
-        if count[0] % 3:
-            raise ConnectionError("connection reset")
-        return 1
-
-    return flaky
-
-
-def _has(module: str) -> bool:
+def has(module: str) -> bool:
+    """Whether a peer library is installed."""
     return importlib.util.find_spec(module) is not None
-
-
-# --- implementations ---------------------------------------------------------------------------
-
-
-def _riprap(target: Thunk) -> Thunk:
-    import riprap
-
-    policy = riprap.RetryPolicy(
-        max_attempts=3, base_delay=0.0, max_delay=0.0, jitter=False
-    )
-    return riprap.retry(policy)(target)
-
-
-def _hand_rolled(target: Thunk) -> Thunk:
-    def retried() -> object:
-        for attempt in range(3):
-            try:
-                return target()
-            except ConnectionError:
-                if attempt == 2:
-                    raise
-        return None
-
-    return retried
-
-
-def _tenacity(target: Thunk) -> Thunk:
-    import tenacity
-
-    return tenacity.retry(
-        stop=tenacity.stop_after_attempt(3),
-        wait=tenacity.wait_none(),
-        retry=tenacity.retry_if_exception_type(ConnectionError),
-        reraise=True,
-    )(target)
-
-
-def _stamina(target: Thunk) -> Thunk:
-    import stamina
-
-    return stamina.retry(
-        on=ConnectionError, attempts=3, wait_initial=0.0, wait_max=0.0, wait_jitter=0.0
-    )(target)
-
-
-def _backoff(target: Thunk) -> Thunk:
-    import backoff
-
-    return backoff.on_exception(
-        backoff.constant, ConnectionError, max_tries=3, interval=0, jitter=None
-    )(target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,40 +61,16 @@ class Case:
         return [
             name
             for name in self.build
-            if name not in self.needs or _has(self.needs[name])
+            if name not in self.needs or has(self.needs[name])
         ]
 
 
-PEERS = {"tenacity": "tenacity", "stamina": "stamina", "backoff": "backoff"}
+CASES: list[Case] = []
 
-CASES: list[Case] = [
-    Case(
-        "retry_success",
-        "retry decorator, success, sync",
-        150.0,
-        {
-            "riprap": lambda: _riprap(_bare),
-            "hand-rolled": lambda: _hand_rolled(_bare),
-            "tenacity": lambda: _tenacity(_bare),
-            "stamina": lambda: _stamina(_bare),
-            "backoff": lambda: _backoff(_bare),
-        },
-        PEERS,
-    ),
-    Case(
-        "retry_fails_twice",
-        "retry, fails twice then succeeds, zero wait, sync",
-        2000.0,
-        {
-            "riprap": lambda: _riprap(_flaky()),
-            "hand-rolled": lambda: _hand_rolled(_flaky()),
-            "tenacity": lambda: _tenacity(_flaky()),
-            "stamina": lambda: _stamina(_flaky()),
-            "backoff": lambda: _backoff(_flaky()),
-        },
-        PEERS,
-    ),
-]
+
+def register(*cases: Case) -> None:
+    """Add cases (each primitive's `_bench_<name>` module registers its own)."""
+    CASES.extend(cases)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,20 +102,20 @@ def _timed_loop(fn: Thunk, n: int) -> int:
 
 
 def measure(
-    fn: Thunk, bare: Thunk = _bare, *, samples: int = 41, sample_ms: float = 4.0
+    fn: Thunk, baseline: Thunk = bare, *, samples: int = 41, sample_ms: float = 4.0
 ) -> tuple[float, float]:
-    """Median added ns of `fn()` over `bare()`, and the median bare ns, from paired samples."""
+    """Median added ns of `fn()` over `baseline()`, and the median baseline ns (paired samples)."""
     fn()  # warm up (first-call caches, imports)
     probe = max(_timed_loop(fn, 20) / 20, 1.0)
     inner = int(min(max(sample_ms * 1e6 / probe, 20), 50_000))
     added, bares = [], []
     for i in range(samples):
         if i % 2:
-            b = _timed_loop(bare, inner)
+            b = _timed_loop(baseline, inner)
             w = _timed_loop(fn, inner)
         else:
             w = _timed_loop(fn, inner)
-            b = _timed_loop(bare, inner)
+            b = _timed_loop(baseline, inner)
         added.append((w - b) / inner)
         bares.append(b / inner)
     return statistics.median(added), statistics.median(bares)
@@ -206,6 +130,7 @@ def run_cases(
     """Measure every available implementation of every case in this process."""
     import riprap
 
+    load_cases()
     for name in ("riprap", "stamina", "tenacity", "backoff"):
         logging.getLogger(name).setLevel(logging.ERROR)  # SPEC §16: loggers at ERROR
     samples = 15 if quick else 41
@@ -273,6 +198,7 @@ def _fmt(ns: float) -> str:
 
 def render_table(results: list[Result]) -> str:
     """A markdown table: one row per case, one column per implementation (added cost)."""
+    load_cases()
     columns: list[str] = []
 
     def col(r: Result) -> str:
@@ -311,3 +237,8 @@ def render_table(results: list[Result]) -> str:
             )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def load_cases() -> None:
+    """Import every primitive's case module (each registers its cases once)."""
+    from . import _bench_retry  # noqa: F401

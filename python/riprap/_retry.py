@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
@@ -28,6 +27,13 @@ from typing import Any, TypeVar, cast, overload
 from . import _validate as v
 from ._backend import core
 from ._clock import asleep_fn, check_clock
+from ._decorate import (
+    check_callable,
+    is_async,
+    name_of,
+    refuse_generators,
+    rewrap_descriptor,
+)
 
 __all__ = [
     "API_RETRY_POLICY",
@@ -204,12 +210,6 @@ class RetryPolicy:
         return RetryAttempts(make_engine(self, clock, on_retry, "code block"), clock)
 
 
-def _name_of(func: Callable[..., Any]) -> str:
-    module = getattr(func, "__module__", None) or "?"
-    qualname = getattr(func, "__qualname__", None) or repr(func)
-    return f"{module}.{qualname}"
-
-
 def make_engine(
     policy: RetryPolicy, clock: object, on_retry: OnRetry | None, name: str
 ) -> core.RetryEngine:
@@ -226,28 +226,6 @@ def make_engine(
         on_retry=v.callable_or_none("on_retry", on_retry),
         name=name,
     )
-
-
-def _is_async(func: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(func):
-        return True
-    call = getattr(type(func), "__call__", None)  # noqa: B004 - a callable object's own method
-    return (
-        not inspect.isfunction(func)
-        and not inspect.ismethod(func)
-        and call is not None
-        and inspect.iscoroutinefunction(call)
-    )
-
-
-def refuse_generators(func: Callable[..., Any], what: str) -> None:
-    """Raise TypeError for generator functions, whose failures happen after the call returns."""
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-        raise TypeError(
-            f"{what} cannot wrap the generator function {_name_of(func)}: its errors are "
-            "raised while it is iterated, after the call has returned. Wrap the code that "
-            "consumes it instead."
-        )
 
 
 class RetryDecorator:
@@ -284,13 +262,13 @@ class RetryDecorator:
         self.on_retry = v.callable_or_none("on_retry", on_retry)
 
     def __call__(self, func: F) -> F:
-        if isinstance(func, (staticmethod, classmethod)):
-            return type(func)(self(func.__func__))
-        if not callable(func):
-            raise TypeError(f"retry needs a callable, got {type(func).__name__}")
+        rewrapped = rewrap_descriptor(func, self)
+        if rewrapped is not None:
+            return rewrapped  # type: ignore[no-any-return]
+        check_callable(func, "riprap.retry")
         refuse_generators(func, "riprap.retry")
-        engine = make_engine(self.policy, self.clock, self.on_retry, _name_of(func))
-        if _is_async(func):
+        engine = make_engine(self.policy, self.clock, self.on_retry, name_of(func))
+        if is_async(func):
             checks = self.policy.retry_on_result is not None
             return cast(F, _async_wrapper(func, engine, asleep_fn(self.clock), checks))
         wrapper = core.RetryCall(func, engine)

@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 from ._backend import core
 from ._clock import asleep_fn, check_clock, now_fn
-from ._retry import NETWORK_RETRY_POLICY, RetryPolicy, _name_of, make_engine
+from ._decorate import name_of
+from ._retry import NETWORK_RETRY_POLICY, RetryPolicy, make_engine
 
 __all__ = ["AdaptiveBackoffStrategy", "IntelligentRetryManager", "RetryManager"]
 
@@ -120,7 +121,7 @@ class RetryManager:
         Raises:
             The function's own last exception when it is not retryable or retries run out.
         """
-        op = operation_id if operation_id is not None else _name_of(func)
+        op = operation_id if operation_id is not None else name_of(func)
         stats, engine = self._operation(op)
         start = engine.start()
         now = self._now

@@ -1,0 +1,66 @@
+"""Shared decorator plumbing: what every riprap decorator checks before wrapping a callable.
+
+A decorator never changes a function's colour (sync stays sync, `async def` stays a coroutine
+function), refuses generator functions at decoration time (their errors arrive while they are
+iterated, after the call returned), and passes through `staticmethod`/`classmethod` objects.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "check_callable",
+    "is_async",
+    "name_of",
+    "refuse_generators",
+    "rewrap_descriptor",
+]
+
+
+def name_of(func: Callable[..., Any]) -> str:
+    """`module.qualname` of a callable, for log lines and default operation ids."""
+    module = getattr(func, "__module__", None) or "?"
+    qualname = getattr(func, "__qualname__", None) or repr(func)
+    return f"{module}.{qualname}"
+
+
+def is_async(func: Callable[..., Any]) -> bool:
+    """Whether calling `func` returns a coroutine (functions, partials, async callables)."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(type(func), "__call__", None)  # noqa: B004 - a callable object's own method
+    return (
+        not inspect.isfunction(func)
+        and not inspect.ismethod(func)
+        and call is not None
+        and inspect.iscoroutinefunction(call)
+    )
+
+
+def refuse_generators(func: Callable[..., Any], what: str) -> None:
+    """Raise TypeError for generator functions, whose failures happen after the call returns."""
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise TypeError(
+            f"{what} cannot wrap the generator function {name_of(func)}: its errors are "
+            "raised while it is iterated, after the call has returned. Wrap the code that "
+            "consumes it instead."
+        )
+
+
+def rewrap_descriptor(func: Any, decorate: Callable[[Any], Any]) -> Any:
+    """`staticmethod`/`classmethod` objects: decorate the function inside and wrap it again.
+
+    Returns None when `func` is not such a descriptor.
+    """
+    if isinstance(func, (staticmethod, classmethod)):
+        return type(func)(decorate(func.__func__))
+    return None
+
+
+def check_callable(func: object, what: str) -> None:
+    """TypeError unless `func` is callable."""
+    if not callable(func):
+        raise TypeError(f"{what} needs a callable, got {type(func).__name__}")
