@@ -1,8 +1,9 @@
-"""Peer bugs turned into regression tests (docs/RELIABILITY.md §1a, R1-R13), on the active backend."""
+"""Peer bugs turned into regression tests (RELIABILITY.md §1a, R1-R13), on the active backend."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import threading
@@ -264,7 +265,7 @@ def test_reg_R13_reported_delay_is_the_delay_slept(clock: ManualClock) -> None:
 
     with pytest.raises(ConnectionError):
         op()
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps == pytest.approx(reported, abs=2e-9)
 
 
