@@ -137,6 +137,13 @@ fn check_at_most(field: &'static str, value: f64, max: f64) -> Result<f64, Confi
 }
 
 impl BreakerConfig {
+    /// The width of one window bucket in nanoseconds: `monitoring_window / 60` (at least 1 ns;
+    /// with a window shorter than 60 ns, one bucket per nanosecond).
+    pub fn bucket_width(&self) -> u64 {
+        let span = secs_to_nanos(self.monitoring_window).max(1);
+        span / (WINDOW_BUCKETS as u64).min(span)
+    }
+
     /// Checks every field, in declaration order.
     ///
     /// # Errors

@@ -74,6 +74,10 @@ pub struct Window {
     width: u64,
     /// Epoch of the newest bucket.
     head: u64,
+    /// Its slot, and the first nanosecond after it (saturating): a record before that lands in
+    /// the newest bucket without dividing.
+    head_slot: usize,
+    head_end: u64,
     totals: Counts,
 }
 
@@ -109,10 +113,13 @@ impl Window {
             });
         }
         let n = (buckets as u64).min(span);
+        let width = span / n;
         Ok(Self {
             buckets: vec![Bucket::default(); n as usize].into_boxed_slice(),
-            width: span / n,
+            width,
             head: 0,
+            head_slot: 0,
+            head_end: width,
             totals: Counts::default(),
         })
     }
@@ -142,7 +149,15 @@ impl Window {
 
     /// Moves the window to `now`: buckets that left it are subtracted from the totals and
     /// emptied. O(1) per expired bucket and never more than `len()` steps.
+    #[inline]
     fn rotate(&mut self, now: u64) {
+        if now < self.head_end {
+            return; // the newest bucket, or a clock that stepped back
+        }
+        self.advance(now);
+    }
+
+    fn advance(&mut self, now: u64) {
         let epoch = now / self.width;
         if epoch <= self.head {
             return; // same bucket, or a clock that stepped back
@@ -161,13 +176,14 @@ impl Window {
             };
         }
         self.head = epoch;
+        self.head_slot = self.slot(epoch);
+        self.head_end = epoch.saturating_add(1).saturating_mul(self.width);
     }
 
     /// Records one call that ended at `now`.
     pub fn record(&mut self, now: u64, failure: bool, slow: bool) {
         self.rotate(now);
-        let newest = self.slot(self.head);
-        let bucket = &mut self.buckets[newest];
+        let bucket = &mut self.buckets[self.head_slot];
         debug_assert_eq!(bucket.epoch, self.head);
         let (b, t) = (&mut bucket.counts, &mut self.totals);
         if failure {
