@@ -518,6 +518,10 @@ class BreakerEngine:
 class BreakerCall:
     """A sync function guarded by a circuit breaker."""
 
+    # Slots, like the Rust object's fields: `functools.update_wrapper` copies the wrapped
+    # object's `__dict__`, which must not overwrite these when wrapping another BreakerCall.
+    __slots__ = ("__dict__", "__weakref__", "_engine", "_func")
+
     def __init__(self, func: Callable[..., Any], engine: BreakerEngine) -> None:
         self._func = func
         self._engine = engine
