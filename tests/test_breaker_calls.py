@@ -512,3 +512,20 @@ def test_memory_is_flat_in_the_traffic(clock: ManualClock) -> None:
     grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
     assert grown < 16_384, grown
     assert b.get_stats()["window_calls"] == 22_000
+
+
+def test_a_permit_counts_once_and_only_at_its_own_breaker(clock: ManualClock) -> None:
+    a, b = breaker(clock), half_open(clock, half_open_max_calls=1)
+    permit = b._engine.acquire()
+    assert permit.is_trial
+    with pytest.raises(ValueError, match="belongs to another circuit breaker"):
+        a._engine.record(permit, ConnectionError("wrong breaker"))
+    with pytest.raises(ValueError, match="belongs to another circuit breaker"):
+        a._engine.release(permit)
+    assert stats(a, "total_calls", "failure_count") == (0, 0)
+    assert not permit.returned  # ...and still b's to return
+    b._engine.record(permit)
+    assert permit.returned
+    b._engine.record(permit, ConnectionError("twice"))  # a second return is a no-op
+    b._engine.release(permit)
+    assert stats(b, "total_calls", "total_failures") == (1, 0)

@@ -243,7 +243,10 @@ class BreakerEngine:
     def acquire(self) -> BreakerPermit:
         """Admit a call (a permit to hand back once) or raise a fresh `CircuitOpenError`."""
     def record(self, permit: BreakerPermit, exc: BaseException | None = None) -> None:
-        """Hands back a permit: `exc=None` is a success; an exception is classified."""
+        """Hands back a permit: `exc=None` is a success; an exception is classified.
+
+        A second return is a no-op; another breaker's permit is a `ValueError`.
+        """
     def release(self, permit: BreakerPermit) -> None:
         """Gives a permit back without an outcome (the call did not finish)."""
     def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:

@@ -18,6 +18,7 @@ classes name for name. The rules, in short (see the core's module docs for the w
 
 from __future__ import annotations
 
+import itertools
 import threading
 import types
 from collections.abc import Callable
@@ -50,6 +51,7 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 SUCCESS, FAILURE, IGNORED = "success", "failure", "ignored"
 
 Transition = tuple[str, str]
+_IDS = itertools.count()
 
 
 def _check_at_most(field: str, value: float, maximum: float) -> None:
@@ -119,12 +121,17 @@ class BreakerConfig:
 
 
 class Permit:
-    """The core's permit: the generation it belongs to, whether it is a trial, its start."""
+    """The core's permit: its breaker, generation, whether it is a trial, and its start."""
 
-    __slots__ = ("generation", "start", "trial")
+    __slots__ = ("generation", "owner", "start", "trial")
 
-    def __init__(self, generation: int, trial: bool, start: int) -> None:
-        self.generation, self.trial, self.start = generation, trial, start
+    def __init__(self, owner: int, generation: int, trial: bool, start: int) -> None:
+        self.owner, self.generation, self.trial, self.start = (
+            owner,
+            generation,
+            trial,
+            start,
+        )
 
 
 class Decision(NamedTuple):
@@ -139,6 +146,7 @@ class CircuitBreakerCore:
     """The state machine; every method takes the time as integer nanoseconds."""
 
     def __init__(self, config: BreakerConfig) -> None:
+        self._id = next(_IDS)  # tells this breaker's permits from another's
         self.config = config
         self._timeout = max(secs_to_nanos(config.timeout), 1)
         self._slow = (
@@ -223,17 +231,23 @@ class CircuitBreakerCore:
 
     # -- the API ------------------------------------------------------------------------------
 
+    def owns(self, permit: Permit) -> bool:
+        """Whether `permit` was issued by this breaker."""
+        return permit.owner == self._id
+
     def try_acquire_closed(self, start: int) -> Permit | None:
         """The fast path: a permit without the lock when CLOSED, else None."""
         state, generation = self._published
-        return Permit(generation, False, start) if state == CLOSED else None
+        return Permit(self._id, generation, False, start) if state == CLOSED else None
 
     def acquire(self, now: int) -> Decision:
         """Admit or reject a call at `now`."""
         with self._lock:
             transition = self._poll(now)
             if self._state == CLOSED:
-                return Decision(Permit(self._generation, False, now), transition, 0)
+                return Decision(
+                    Permit(self._id, self._generation, False, now), transition, 0
+                )
             if self._state == OPEN:
                 self.totals["rejected"] += 1
                 return Decision(None, None, max(self._reopen_at() - now, 0))
@@ -248,10 +262,14 @@ class CircuitBreakerCore:
             else:
                 self.totals["rejected"] += 1
                 return Decision(None, None, 0)
-            return Decision(Permit(self._generation, True, now), transition, 0)
+            return Decision(
+                Permit(self._id, self._generation, True, now), transition, 0
+            )
 
     def record(self, now: int, permit: Permit, outcome: str) -> Transition | None:
         """Records how an admitted call ended; returns the transition it caused."""
+        if permit.owner != self._id:
+            return None  # another breaker's permit: nothing to count here
         slow = self._slow is not None and now - permit.start >= self._slow
         with self._lock:
             current = permit.generation == self._generation
@@ -284,6 +302,8 @@ class CircuitBreakerCore:
 
     def release(self, permit: Permit) -> None:
         """Gives back the permit of a call that did not finish."""
+        if permit.owner != self._id:
+            return
         with self._lock:
             self.totals["cancelled"] += 1
             if permit.generation == self._generation and self._state == HALF_OPEN:
@@ -343,8 +363,11 @@ class BreakerPermit:
         self._trial = permit.trial
         self._lock = threading.Lock()
 
-    def _take(self) -> Permit | None:
+    def _take(self, core: CircuitBreakerCore) -> Permit | None:
+        """The permit (None if returned already); another breaker's is a ValueError."""
         with self._lock:
+            if self._permit is not None and not core.owns(self._permit):
+                raise ValueError("this permit belongs to another circuit breaker")
             permit, self._permit = self._permit, None
             return permit
 
@@ -432,14 +455,17 @@ class BreakerEngine:
         return BreakerPermit(self._admit())
 
     def record(self, permit: BreakerPermit, exc: BaseException | None = None) -> None:
-        """Hands back a permit: None is a success, an exception is classified."""
-        p = permit._take()
+        """Hands back a permit: None is a success, an exception is classified.
+
+        A second return is a no-op; another breaker's permit is a ValueError.
+        """
+        p = permit._take(self._core)
         if p is not None:
             self._settle(p, exc)
 
     def release(self, permit: BreakerPermit) -> None:
         """Gives a permit back without an outcome (the call did not finish)."""
-        p = permit._take()
+        p = permit._take(self._core)
         if p is not None:
             self._core.release(p)
 

@@ -56,6 +56,9 @@ use crate::clock::secs_to_nanos;
 use crate::error::{ConfigError, check_float, check_int};
 use crate::window::{Counts, Window};
 
+/// Source of breaker ids (each permit names its breaker).
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
 /// The window's number of buckets: its far edge moves in steps of `monitoring_window / 60`.
 pub const WINDOW_BUCKETS: usize = 60;
 
@@ -185,9 +188,11 @@ impl BreakerConfig {
 }
 
 /// Permission for one call. Hand it back exactly once: to [`CircuitBreaker::record`] with the
-/// outcome, or to [`CircuitBreaker::release`] when the call did not finish.
+/// outcome, or to [`CircuitBreaker::release`] when the call did not finish. A permit handed to
+/// another breaker is ignored there.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Permit {
+    owner: u64,
     generation: u64,
     trial: bool,
     start: u64,
@@ -335,6 +340,8 @@ struct Inner {
 /// A thread-safe circuit breaker (see the module docs). All methods take `&self`.
 #[derive(Debug)]
 pub struct CircuitBreaker {
+    /// Tells this breaker's permits from another's.
+    id: u64,
     config: BreakerConfig,
     timeout: u64,
     slow: Option<u64>,
@@ -356,6 +363,7 @@ impl CircuitBreaker {
         let span = secs_to_nanos(config.monitoring_window).max(1);
         let window = Window::new(span, WINDOW_BUCKETS)?;
         Ok(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             config,
             timeout,
             slow,
@@ -393,6 +401,11 @@ impl CircuitBreaker {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether `permit` was issued by this breaker.
+    pub fn owns(&self, permit: &Permit) -> bool {
+        permit.owner == self.id
+    }
+
     /// The fast path: a permit without taking the lock or reading the clock, when the breaker
     /// is CLOSED. `start` is stored in the permit (the current time when
     /// [`measures_duration`](Self::measures_duration), else anything). `None`: use
@@ -401,6 +414,7 @@ impl CircuitBreaker {
     pub fn try_acquire_closed(&self, start: u64) -> Option<Permit> {
         let word = self.published.load(Ordering::Acquire);
         (word & 3 == State::Closed.bits()).then_some(Permit {
+            owner: self.id,
             generation: word >> 2,
             trial: false,
             start,
@@ -416,6 +430,7 @@ impl CircuitBreaker {
         match &mut s.phase {
             Phase::Closed => Decision::Admit {
                 permit: Permit {
+                    owner: self.id,
                     generation,
                     trial: false,
                     start: now,
@@ -450,6 +465,7 @@ impl CircuitBreaker {
                 }
                 Decision::Admit {
                     permit: Permit {
+                        owner: self.id,
                         generation: s.generation,
                         trial: true,
                         start: now,
@@ -465,6 +481,9 @@ impl CircuitBreaker {
         let slow = self
             .slow
             .is_some_and(|s| now.saturating_sub(permit.start) >= s);
+        if permit.owner != self.id {
+            return None; // another breaker's permit: nothing to count here
+        }
         let mut guard = self.lock();
         let s = &mut *guard;
         let current = permit.generation == s.generation;
@@ -482,7 +501,7 @@ impl CircuitBreaker {
         }
         if outcome == Outcome::Ignored {
             if let Phase::HalfOpen { in_flight, .. } = &mut s.phase {
-                *in_flight -= 1;
+                *in_flight = in_flight.saturating_sub(1);
             }
             return None;
         }
@@ -510,7 +529,7 @@ impl CircuitBreaker {
                 if failed {
                     return Some(self.open(s, now));
                 }
-                *in_flight -= 1;
+                *in_flight = in_flight.saturating_sub(1);
                 *successes += 1;
                 if *successes >= self.config.success_threshold {
                     return Some(self.close(s));
@@ -527,13 +546,16 @@ impl CircuitBreaker {
     /// Gives back the permit of a call that did not finish (a control-flow exception): nothing
     /// is counted but the lifetime `cancelled` total, and a trial slot is freed.
     pub fn release(&self, permit: Permit) {
+        if permit.owner != self.id {
+            return;
+        }
         let mut guard = self.lock();
         let s = &mut *guard;
         s.totals.cancelled = s.totals.cancelled.saturating_add(1);
         if permit.generation == s.generation
             && let Phase::HalfOpen { in_flight, .. } = &mut s.phase
         {
-            *in_flight -= 1;
+            *in_flight = in_flight.saturating_sub(1);
         }
     }
 
@@ -880,6 +902,17 @@ mod tests {
         );
         assert!(b.try_acquire_closed(0).is_some());
         assert_eq!(b.reset(), None);
+    }
+
+    #[test]
+    fn another_breakers_permit_moves_nothing() {
+        let (a, b) = (breaker(|_| {}), breaker(|_| {}));
+        b.force_open(0);
+        let p = admit(&b, 60 * S); // a trial permit of b
+        assert_eq!(a.record(0, p, Outcome::Failure), None);
+        a.release(admit(&b, 60 * S));
+        assert_eq!(a.stats(0).0.totals, Totals::default());
+        assert_eq!(b.stats(60 * S).0.half_open_in_flight, 2);
     }
 
     #[test]

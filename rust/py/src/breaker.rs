@@ -126,11 +126,16 @@ impl PyBreakerPermit {
         }
     }
 
-    fn take(&self) -> Option<Permit> {
-        self.permit
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+    /// Takes the permit out (`None` if it was returned already); a permit of another breaker
+    /// is a `ValueError` and stays where it is.
+    fn take(&self, breaker: &CircuitBreaker) -> PyResult<Option<Permit>> {
+        let mut slot = self.permit.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|p| !breaker.owns(p)) {
+            return Err(PyValueError::new_err(
+                "this permit belongs to another circuit breaker",
+            ));
+        }
+        Ok(slot.take())
     }
 }
 
@@ -302,7 +307,8 @@ impl PyBreakerEngine {
     }
 
     /// Hands back a permit: `exc=None` is a success; an exception is classified (failure,
-    /// ignored, or a control-flow exception that only releases). A second return is a no-op.
+    /// ignored, or a control-flow exception that only releases). A second return is a no-op;
+    /// another breaker's permit is a `ValueError`.
     #[pyo3(signature = (permit, exc = None))]
     fn record(
         &self,
@@ -310,17 +316,18 @@ impl PyBreakerEngine {
         permit: &Bound<'_, PyBreakerPermit>,
         exc: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        match permit.get().take() {
+        match permit.get().take(&self.inner)? {
             Some(p) => self.settle(py, p, exc.filter(|e| !e.is_none())),
             None => Ok(()),
         }
     }
 
     /// Gives a permit back without an outcome (the call did not finish).
-    fn release(&self, permit: &Bound<'_, PyBreakerPermit>) {
-        if let Some(p) = permit.get().take() {
+    fn release(&self, permit: &Bound<'_, PyBreakerPermit>) -> PyResult<()> {
+        if let Some(p) = permit.get().take(&self.inner)? {
             self.inner.release(p);
         }
+        Ok(())
     }
 
     /// Runs `func(*args, **kwargs)` through the breaker (what a decorated sync function does).
