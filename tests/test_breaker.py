@@ -573,10 +573,15 @@ def test_circuit_open_error_has_name_retry_after_and_a_message() -> None:
 
 
 def test_repr_names_the_breaker_and_its_state(clock: ManualClock) -> None:
-    b = CircuitBreaker("db", clock=clock)
+    b = CircuitBreaker("db", CircuitBreakerConfig(timeout=1.0), clock=clock)
+    seen: list[CircuitState] = []
+    b.add_listener(lambda name, old, new: seen.append(new))
     assert repr(b) == "<CircuitBreaker 'db' closed>"
     b.force_open()
-    assert "open" in repr(b)
+    assert repr(b) == "<CircuitBreaker 'db' open>"
+    clock.advance(1.0)
+    assert repr(b._engine) == "<riprap.BreakerEngine 'db' half_open>"
+    assert seen == [CircuitState.OPEN, CircuitState.HALF_OPEN]  # a repr's transition fires too
 
 
 def test_a_breaker_is_findable_while_alive() -> None:

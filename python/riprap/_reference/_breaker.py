@@ -537,8 +537,8 @@ class BreakerEngine:
         self._fire(self._core.force_open(self._clock.now_ns()))
 
     def __repr__(self) -> str:
-        state = self._core.state(self._clock.now_ns())[0]
-        return f"<riprap.BreakerEngine {self._name!r} {state}>"
+        # Through `state`, so a due OPEN -> HALF_OPEN it performs is reported like any other.
+        return f"<riprap.BreakerEngine {self._name!r} {self.state}>"
 
 
 class BreakerCall:

@@ -400,11 +400,11 @@ impl PyBreakerEngine {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let state = self.inner.state(self.clock.now()).0;
+        // Through `state`, so a due OPEN -> HALF_OPEN it performs is reported like any other.
+        let state = self.state(py)?;
         Ok(format!(
-            "<riprap.BreakerEngine {} {}>",
+            "<riprap.BreakerEngine {} {state}>",
             self.name.bind(py).repr()?,
-            state.as_str()
         ))
     }
 
