@@ -581,7 +581,10 @@ def test_repr_names_the_breaker_and_its_state(clock: ManualClock) -> None:
     assert repr(b) == "<CircuitBreaker 'db' open>"
     clock.advance(1.0)
     assert repr(b._engine) == "<riprap.BreakerEngine 'db' half_open>"
-    assert seen == [CircuitState.OPEN, CircuitState.HALF_OPEN]  # a repr's transition fires too
+    assert seen == [
+        CircuitState.OPEN,
+        CircuitState.HALF_OPEN,
+    ]  # a repr's transition fires too
 
 
 def test_a_breaker_is_findable_while_alive() -> None:
