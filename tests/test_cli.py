@@ -42,11 +42,16 @@ def test_demo_runs_and_reports(capsys: object) -> None:
 def test_bench_json_measures_riprap(capsys: object) -> None:
     assert main(["bench", "--quick", "--json", "--only", "riprap,hand-rolled"]) == 0
     rows = json.loads(capsys.readouterr().out)  # type: ignore[attr-defined]
+    from riprap import _bench
+
     assert {(r["case"], r["impl"]) for r in rows} == {
-        ("retry_success", "riprap"),
-        ("retry_success", "hand-rolled"),
-        ("retry_fails_twice", "riprap"),
-        ("retry_fails_twice", "hand-rolled"),
+        (case.key, impl)
+        for case in _bench.CASES
+        for impl in case.available()
+        if impl in ("riprap", "hand-rolled")
+    }
+    assert {("retry_success", "riprap"), ("breaker_closed", "hand-rolled")} <= {
+        (r["case"], r["impl"]) for r in rows
     }
     assert all(r["backend"] == riprap.backend() for r in rows)
     assert all(r["bare_ns"] > 0 for r in rows)

@@ -18,8 +18,14 @@ SPEC_NAMES_SO_FAR = {
     "BulkheadRejectedException",
     "BulkheadTimeoutError",
     "BulkheadTimeoutException",
+    "CircuitBreaker",
+    "CircuitBreakerConfig",
+    "CircuitBreakerDecorator",
+    "CircuitBreakerMonitor",
     "CircuitBreakerOpenException",
+    "CircuitBreakerRegistry",
     "CircuitOpenError",
+    "CircuitState",
     "DATABASE_RETRY_POLICY",
     "FallbackExhaustedError",
     "FallbackExhaustedException",
@@ -33,6 +39,8 @@ SPEC_NAMES_SO_FAR = {
     "RetryPolicy",
     "TimeoutExceededError",
     "backend",
+    "circuit_breaker",
+    "circuit_breaker_registry",
     "retry",
 }
 

@@ -10,6 +10,14 @@ Deterministic tests: pass `clock=riprap.testing.ManualClock()` to any primitive.
 from importlib.metadata import version as _version
 
 from . import _backend
+from ._breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState
+from ._breaker_registry import (
+    CircuitBreakerDecorator,
+    CircuitBreakerMonitor,
+    CircuitBreakerRegistry,
+    circuit_breaker,
+    circuit_breaker_registry,
+)
 from ._errors import (
     BulkheadRejectedError,
     BulkheadRejectedException,
@@ -54,8 +62,14 @@ __all__ = [
     "BulkheadRejectedException",
     "BulkheadTimeoutError",
     "BulkheadTimeoutException",
+    "CircuitBreaker",
+    "CircuitBreakerConfig",
+    "CircuitBreakerDecorator",
+    "CircuitBreakerMonitor",
     "CircuitBreakerOpenException",
+    "CircuitBreakerRegistry",
     "CircuitOpenError",
+    "CircuitState",
     "DATABASE_RETRY_POLICY",
     "FallbackExhaustedError",
     "FallbackExhaustedException",
@@ -70,5 +84,7 @@ __all__ = [
     "TimeoutExceededError",
     "__version__",
     "backend",
+    "circuit_breaker",
+    "circuit_breaker_registry",
     "retry",
 ]

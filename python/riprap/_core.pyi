@@ -10,6 +10,10 @@ from typing_extensions import disjoint_base
 
 __all__ = [
     "AdaptiveBackoff",
+    "BreakerCall",
+    "BreakerConfig",
+    "BreakerEngine",
+    "BreakerPermit",
     "ManualClock",
     "RetryBudget",
     "RetryCall",
@@ -186,3 +190,85 @@ class RetryCall:
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
     @property
     def retry_engine(self) -> RetryEngine: ...
+
+@final
+class BreakerConfig:
+    """A validated breaker configuration (the numeric fields of `CircuitBreakerConfig`)."""
+
+    def __new__(
+        cls,
+        *,
+        failure_threshold: int,
+        timeout: float,
+        success_threshold: int,
+        monitoring_window: float,
+        failure_rate_threshold: float,
+        minimum_calls: int,
+        half_open_max_calls: int,
+        slow_call_duration: float | None,
+        slow_call_rate_threshold: float,
+    ) -> BreakerConfig: ...
+    @property
+    def bucket_width(self) -> float:
+        """The width of one window bucket in seconds (the window's edge moves in these steps)."""
+
+@final
+class BreakerPermit:
+    """Permission for one call through a breaker; hand it back once with `record` or `release`."""
+
+    @property
+    def is_trial(self) -> bool:
+        """Whether this permit is a half-open trial call."""
+    @property
+    def returned(self) -> bool:
+        """Whether the permit was handed back already."""
+
+@final
+class BreakerEngine:
+    """A circuit breaker: the core state machine plus its clock, classification and hook."""
+
+    def __new__(
+        cls,
+        name: str,
+        config: BreakerConfig,
+        *,
+        expected_exception: tuple[type[BaseException], ...],
+        excluded_exceptions: tuple[type[BaseException], ...],
+        clock: ManualClock | None,
+        on_transition: Callable[[str, str], object] | None,
+    ) -> BreakerEngine: ...
+    @property
+    def name(self) -> str:
+        """The breaker's name."""
+    def acquire(self) -> BreakerPermit:
+        """Admit a call (a permit to hand back once) or raise a fresh `CircuitOpenError`."""
+    def record(self, permit: BreakerPermit, exc: BaseException | None = None) -> None:
+        """Hands back a permit: `exc=None` is a success; an exception is classified.
+
+        A second return is a no-op; another breaker's permit is a `ValueError`.
+        """
+    def release(self, permit: BreakerPermit) -> None:
+        """Gives a permit back without an outcome (the call did not finish)."""
+    def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Runs `func(*args, **kwargs)` through the breaker."""
+    @property
+    def state(self) -> str:
+        """The state's value string (a due OPEN -> HALF_OPEN happens here)."""
+    def stats(self) -> dict[str, Any]:
+        """A snapshot (a due OPEN -> HALF_OPEN happens here)."""
+    def reset(self) -> None:
+        """Back to CLOSED with an empty window (lifetime totals are kept)."""
+    def force_open(self) -> None:
+        """Opens the breaker now, as if it had tripped."""
+
+@final
+class BreakerCall:
+    """A sync function guarded by a circuit breaker."""
+
+    def __new__(
+        cls, func: Callable[..., Any], engine: BreakerEngine
+    ) -> BreakerCall: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+    @property
+    def breaker_engine(self) -> BreakerEngine: ...

@@ -44,4 +44,37 @@ async def use() -> int:
     return int(value) + len(stats) + await afetch(4)
 
 
+breaker = riprap.CircuitBreaker(
+    "db", riprap.CircuitBreakerConfig(failure_threshold=3, timeout=30.0), clock=clock
+)
+state: riprap.CircuitState = breaker.state
+breaker_stats: dict[str, object] = breaker.get_stats()
+breaker.add_listener(lambda name, old, new: None)
+
+
+@breaker
+def guarded(x: int) -> int:
+    return x
+
+
+@riprap.circuit_breaker("api", failure_threshold=2)
+async def aguarded(x: int) -> int:
+    return x
+
+
+guarded_value: int = guarded(1)
+
+
+async def use_breaker() -> int:
+    with breaker:
+        pass
+    async with breaker:
+        pass
+    value: int = await breaker.call(guarded, 2) + await aguarded(3)
+    monitor = riprap.CircuitBreakerMonitor(riprap.circuit_breaker_registry)
+    alerts: list[dict[str, object]] = await monitor.monitor_circuit_breakers()
+    data: dict[str, object] = await monitor.get_dashboard_data()
+    return value + len(alerts) + len(data)
+
+
 backend: str = riprap.backend()

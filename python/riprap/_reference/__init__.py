@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._backoff import AdaptiveBackoff, RetrySchedule
+from ._breaker import BreakerCall, BreakerConfig, BreakerEngine, BreakerPermit
 from ._budget import RetryBudget
 from ._clock import ManualClock, monotonic
 from ._retry_call import RetryCall, RetryEngine
@@ -24,6 +25,10 @@ except (
 
 __all__ = [
     "AdaptiveBackoff",
+    "BreakerCall",
+    "BreakerConfig",
+    "BreakerEngine",
+    "BreakerPermit",
     "ManualClock",
     "RetryBudget",
     "RetryCall",

@@ -1,8 +1,8 @@
 //! riprap-core: the state machines behind riprap, in plain Rust.
 //!
 //! Everything here is pure Rust with no Python: backoff and jitter math, retry decisions, retry
-//! budgets and adaptive backoff (and, as they land, the breaker window, token buckets and bulkhead
-//! counters). Time is injected through [`Clock`] and every decision is returned as a value, so the
+//! budgets, adaptive backoff, and the circuit breaker with its bucketed time window (and, as they
+//! land, token buckets and bulkhead counters). Time is injected through [`Clock`] and every decision is returned as a value, so the
 //! caller decides how to wait: `time.sleep`, `asyncio.sleep`, or advancing a [`ManualClock`] in a
 //! test. All types are `Send + Sync` and take `&self`.
 //!
@@ -18,19 +18,26 @@
 
 pub mod adaptive;
 pub mod backoff;
+pub mod breaker;
 pub mod budget;
 pub mod clock;
 pub mod error;
 pub mod retry;
 pub mod rng;
+pub mod window;
 
 pub use adaptive::{AdaptiveBackoff, SuccessHistory, adaptive_factor};
 pub use backoff::{Backoff, BackoffConfig, Strategy, pow_saturating};
+pub use breaker::{
+    BreakerConfig, BreakerStats, CircuitBreaker, Decision, Outcome, Permit, State, Totals,
+    Transition,
+};
 pub use budget::{BudgetStats, RetryBudget};
 pub use clock::{Clock, ManualClock, nanos_to_secs, secs_to_nanos};
 pub use error::{ConfigError, check_float, check_int};
 pub use retry::RetrySchedule;
 pub use rng::{Rng, note_fork};
+pub use window::{Counts, Window};
 
 #[cfg(test)]
 mod tests {
@@ -45,5 +52,8 @@ mod tests {
         assert_send_sync::<super::RetrySchedule>();
         assert_send_sync::<super::RetryBudget>();
         assert_send_sync::<super::AdaptiveBackoff>();
+        assert_send_sync::<super::CircuitBreaker>();
+        assert_send_sync::<super::Window>();
+        assert_send_sync::<super::Permit>();
     }
 }

@@ -5,6 +5,7 @@
 
 mod attr;
 mod backoff;
+mod breaker;
 mod budget;
 mod clock;
 mod convert;
@@ -20,6 +21,8 @@ mod _core {
     #[pymodule_export]
     use super::backoff::{PyAdaptiveBackoff, PyRetrySchedule};
     #[pymodule_export]
+    use super::breaker::{PyBreakerCall, PyBreakerConfig, PyBreakerEngine, PyBreakerPermit};
+    #[pymodule_export]
     use super::budget::PyRetryBudget;
     #[pymodule_export]
     use super::clock::{PyManualClock, monotonic};
@@ -33,6 +36,7 @@ mod _core {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         super::retry::PyRetryCall::enable_vectorcall(m.py())?;
+        super::breaker::PyBreakerCall::enable_vectorcall(m.py())?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

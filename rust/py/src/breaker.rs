@@ -1,0 +1,568 @@
+//! `BreakerConfig`, `BreakerEngine` (a core circuit breaker with its clock, exception
+//! classification and transition hook), `BreakerPermit`, and `BreakerCall` (the native wrapper
+//! `@breaker` puts around a sync function).
+//!
+//! Why native: the closed success path has a budget of ~120 ns added per call (SPEC §16) and a
+//! Python closure alone costs more. `BreakerCall` is called through vectorcall; while the breaker
+//! is CLOSED its fast path is one atomic load, the call (arguments forwarded untouched), one clock
+//! read and one short lock to record the success. Everything else (a failure to classify, an
+//! OPEN or HALF_OPEN breaker, a transition to report) continues on the slow path. No lock is
+//! held while the function runs, so threads through one breaker run in parallel.
+//!
+//! Classification: an exception that is not an `Exception` (`CancelledError`,
+//! `KeyboardInterrupt`, `SystemExit`, `GeneratorExit`) releases the permit and counts nothing;
+//! one outside `expected_exception` or inside `excluded_exceptions` is ignored (neither success
+//! nor failure; a trial slot comes back); any other is a failure. Transitions are reported to
+//! `on_transition(old, new)` (state value strings) after the core's lock is released; the Python
+//! layer turns that into listener calls.
+
+use std::sync::{Mutex, PoisonError};
+
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyInt, PyString, PyTuple};
+use pyo3::{PyTraverseError, ffi};
+use riprap_core::{
+    BreakerConfig, CircuitBreaker, Clock, Decision, Outcome, Permit, Transition, check_int,
+    nanos_to_secs,
+};
+
+use crate::convert::{clock, number};
+use crate::errors::config_error;
+use crate::vectorcall::{self, Args, VectorCall};
+
+pyo3::import_exception!(riprap._errors, CircuitOpenError);
+
+// Part of CPython's C API (listed in the stable ABI); pyo3-ffi does not declare it.
+unsafe extern "C" {
+    fn PyMethod_New(func: *mut ffi::PyObject, instance: *mut ffi::PyObject) -> *mut ffi::PyObject;
+}
+
+/// A whole count `>= min` (an `int`, never `bool`); larger than `u64::MAX` saturates.
+fn int_field(field: &'static str, v: &Bound<'_, PyAny>, min: i128) -> PyResult<u64> {
+    if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
+        let name = v.get_type().name()?;
+        return Err(PyTypeError::new_err(format!(
+            "{field} must be an int, got {name}"
+        )));
+    }
+    match v.extract::<i128>() {
+        Ok(n) => {
+            check_int(field, n, min).map_err(config_error)?;
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        }
+        Err(_) if v.lt(0)? => Err(PyValueError::new_err(format!(
+            "{field} must be >= {min}, got {v}"
+        ))),
+        Err(_) => Ok(u64::MAX),
+    }
+}
+
+/// A validated breaker configuration (the numeric fields of `CircuitBreakerConfig`).
+#[pyclass(name = "BreakerConfig", module = "riprap", frozen)]
+pub struct PyBreakerConfig {
+    inner: BreakerConfig,
+}
+
+#[pymethods]
+impl PyBreakerConfig {
+    #[new]
+    #[pyo3(signature = (*, failure_threshold, timeout, success_threshold, monitoring_window,
+                        failure_rate_threshold, minimum_calls, half_open_max_calls,
+                        slow_call_duration, slow_call_rate_threshold))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        failure_threshold: &Bound<'_, PyAny>,
+        timeout: &Bound<'_, PyAny>,
+        success_threshold: &Bound<'_, PyAny>,
+        monitoring_window: &Bound<'_, PyAny>,
+        failure_rate_threshold: &Bound<'_, PyAny>,
+        minimum_calls: &Bound<'_, PyAny>,
+        half_open_max_calls: &Bound<'_, PyAny>,
+        slow_call_duration: Option<&Bound<'_, PyAny>>,
+        slow_call_rate_threshold: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        // Types (and the integer ranges) first, in declaration order, then the values of the
+        // float fields in declaration order: the reference checks in the same order, so both
+        // backends name the same field first.
+        let c = BreakerConfig {
+            failure_threshold: int_field("failure_threshold", failure_threshold, 1)?,
+            timeout: number("timeout", timeout)?,
+            success_threshold: int_field("success_threshold", success_threshold, 1)?,
+            monitoring_window: number("monitoring_window", monitoring_window)?,
+            failure_rate_threshold: number("failure_rate_threshold", failure_rate_threshold)?,
+            minimum_calls: int_field("minimum_calls", minimum_calls, 1)?,
+            half_open_max_calls: int_field("half_open_max_calls", half_open_max_calls, 1)?,
+            slow_call_duration: match slow_call_duration {
+                Some(v) if !v.is_none() => Some(number("slow_call_duration", v)?),
+                _ => None,
+            },
+            slow_call_rate_threshold: number("slow_call_rate_threshold", slow_call_rate_threshold)?,
+        };
+        c.validate().map_err(config_error)?;
+        Ok(Self { inner: c })
+    }
+
+    /// The width of one window bucket in seconds (the window's far edge moves in these steps).
+    #[getter]
+    fn bucket_width(&self) -> f64 {
+        nanos_to_secs(self.inner.bucket_width())
+    }
+}
+
+/// Permission for one call through a breaker; hand it back once with `record` or `release`.
+#[pyclass(name = "BreakerPermit", module = "riprap", frozen)]
+pub struct PyBreakerPermit {
+    permit: Mutex<Option<Permit>>,
+    trial: bool,
+}
+
+impl PyBreakerPermit {
+    fn new(permit: Permit) -> Self {
+        Self {
+            trial: permit.is_trial(),
+            permit: Mutex::new(Some(permit)),
+        }
+    }
+
+    /// Takes the permit out (`None` if it was returned already); a permit of another breaker
+    /// is a `ValueError` and stays where it is.
+    fn take(&self, breaker: &CircuitBreaker) -> PyResult<Option<Permit>> {
+        let mut slot = self.permit.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|p| !breaker.owns(p)) {
+            return Err(PyValueError::new_err(
+                "this permit belongs to another circuit breaker",
+            ));
+        }
+        Ok(slot.take())
+    }
+}
+
+#[pymethods]
+impl PyBreakerPermit {
+    /// Whether this permit is a half-open trial call.
+    #[getter]
+    fn is_trial(&self) -> bool {
+        self.trial
+    }
+
+    /// Whether the permit was handed back already.
+    #[getter]
+    fn returned(&self) -> bool {
+        self.permit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+}
+
+/// A circuit breaker: the core state machine plus its clock, classification and hook.
+#[pyclass(name = "BreakerEngine", module = "riprap", frozen)]
+pub struct PyBreakerEngine {
+    inner: CircuitBreaker,
+    clock: Clock,
+    name: Py<PyString>,
+    expected: Py<PyTuple>,
+    excluded: Py<PyTuple>,
+    on_transition: Option<Py<PyAny>>,
+}
+
+impl PyBreakerEngine {
+    fn fire(&self, py: Python<'_>, t: Option<Transition>) -> PyResult<()> {
+        if let (Some(t), Some(hook)) = (t, &self.on_transition) {
+            hook.bind(py).call1((t.from.as_str(), t.to.as_str()))?;
+        }
+        Ok(())
+    }
+
+    /// What the breaker makes of `exc`: `None` for a control-flow exception.
+    fn outcome(&self, exc: &Bound<'_, PyAny>) -> PyResult<Option<Outcome>> {
+        if !exc.is_instance_of::<PyException>() {
+            return Ok(None);
+        }
+        let py = exc.py();
+        let excluded = self.excluded.bind(py);
+        let counted = exc.is_instance(self.expected.bind(py))?
+            && (excluded.is_empty() || !exc.is_instance(excluded)?);
+        Ok(Some(if counted {
+            Outcome::Failure
+        } else {
+            Outcome::Ignored
+        }))
+    }
+
+    /// Admit a call or raise a fresh `CircuitOpenError`.
+    fn admit(&self, py: Python<'_>) -> PyResult<Permit> {
+        match self.inner.acquire(self.clock.now()) {
+            Decision::Admit { permit, transition } => match self.fire(py, transition) {
+                Ok(()) => Ok(permit),
+                Err(e) => {
+                    self.inner.release(permit);
+                    Err(e)
+                }
+            },
+            Decision::Reject { retry_after } => Err(CircuitOpenError::new_err((
+                self.name.clone_ref(py),
+                nanos_to_secs(retry_after),
+            ))),
+        }
+    }
+
+    /// Hands back `permit` for a call that ended with `exc` (`None`: success).
+    fn settle(
+        &self,
+        py: Python<'_>,
+        permit: Permit,
+        exc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let outcome = match exc {
+            None => Outcome::Success,
+            Some(e) => match self.outcome(e) {
+                Ok(Some(o)) => o,
+                Ok(None) => {
+                    self.inner.release(permit);
+                    return Ok(());
+                }
+                Err(err) => {
+                    // A classification that raised (a failing __instancecheck__): keep the
+                    // permits balanced and surface the error (B4).
+                    self.inner.release(permit);
+                    return Err(err);
+                }
+            },
+        };
+        let t = self.inner.record(self.clock.now(), permit, outcome);
+        self.fire(py, t)
+    }
+
+    /// The rest of a guarded call once its function returned or raised.
+    fn finish<'py>(
+        &self,
+        py: Python<'py>,
+        permit: Permit,
+        result: PyResult<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match result {
+            Ok(value) => {
+                self.settle(py, permit, None)?;
+                Ok(value)
+            }
+            Err(err) => {
+                let exc = err.value(py).clone().into_any();
+                self.settle(py, permit, Some(&exc))?;
+                Err(err)
+            }
+        }
+    }
+
+    fn run<'py>(
+        &self,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = func.py();
+        let permit = self.admit(py)?;
+        self.finish(py, permit, func.call(args, kwargs))
+    }
+
+    fn secs(ns: Option<u64>) -> Option<f64> {
+        ns.map(nanos_to_secs)
+    }
+}
+
+#[pymethods]
+impl PyBreakerEngine {
+    #[new]
+    #[pyo3(signature = (name, config, *, expected_exception, excluded_exceptions, clock,
+                        on_transition))]
+    fn new(
+        name: Py<PyString>,
+        config: &Bound<'_, PyBreakerConfig>,
+        expected_exception: Py<PyTuple>,
+        excluded_exceptions: Py<PyTuple>,
+        clock: Option<&Bound<'_, PyAny>>,
+        on_transition: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            inner: CircuitBreaker::new(config.get().inner.clone()).map_err(config_error)?,
+            clock: self::clock(clock)?,
+            name,
+            expected: expected_exception,
+            excluded: excluded_exceptions,
+            on_transition,
+        })
+    }
+
+    /// The breaker's name.
+    #[getter]
+    fn name(&self, py: Python<'_>) -> Py<PyString> {
+        self.name.clone_ref(py)
+    }
+
+    /// Admit a call (a permit to hand back once) or raise a fresh `CircuitOpenError`.
+    fn acquire(&self, py: Python<'_>) -> PyResult<PyBreakerPermit> {
+        Ok(PyBreakerPermit::new(self.admit(py)?))
+    }
+
+    /// Hands back a permit: `exc=None` is a success; an exception is classified (failure,
+    /// ignored, or a control-flow exception that only releases). A second return is a no-op;
+    /// another breaker's permit is a `ValueError`.
+    #[pyo3(signature = (permit, exc = None))]
+    fn record(
+        &self,
+        py: Python<'_>,
+        permit: &Bound<'_, PyBreakerPermit>,
+        exc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        match permit.get().take(&self.inner)? {
+            Some(p) => self.settle(py, p, exc.filter(|e| !e.is_none())),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives a permit back without an outcome (the call did not finish).
+    fn release(&self, permit: &Bound<'_, PyBreakerPermit>) -> PyResult<()> {
+        if let Some(p) = permit.get().take(&self.inner)? {
+            self.inner.release(p);
+        }
+        Ok(())
+    }
+
+    /// Runs `func(*args, **kwargs)` through the breaker (what a decorated sync function does).
+    #[pyo3(signature = (func, /, *args, **kwargs))]
+    fn call<'py>(
+        &self,
+        func: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.run(func, args, kwargs)
+    }
+
+    /// The state's value string (a due OPEN → HALF_OPEN happens here).
+    #[getter]
+    fn state(&self, py: Python<'_>) -> PyResult<&'static str> {
+        let (state, t) = self.inner.state(self.clock.now());
+        self.fire(py, t)?;
+        Ok(state.as_str())
+    }
+
+    /// A snapshot (a due OPEN → HALF_OPEN happens here); see `CircuitBreaker.get_stats`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (s, t) = self.inner.stats(self.clock.now());
+        self.fire(py, t)?;
+        let w = s.window;
+        let d = PyDict::new(py);
+        d.set_item("name", self.name.bind(py))?;
+        d.set_item("state", s.state.as_str())?;
+        d.set_item("failure_count", w.failures)?;
+        d.set_item("success_count", w.successes)?;
+        d.set_item("failure_rate", w.failure_rate())?;
+        d.set_item("last_failure_time", Self::secs(s.last_failure))?;
+        d.set_item(
+            "time_since_last_failure",
+            Self::secs(s.last_failure.map(|t| s.now.saturating_sub(t))),
+        )?;
+        d.set_item("total_calls", s.totals.calls())?;
+        d.set_item("consecutive_failures", s.consecutive_failures)?;
+        d.set_item("window_calls", w.calls())?;
+        d.set_item("slow_call_count", w.slow)?;
+        d.set_item("slow_call_rate", w.slow_rate())?;
+        d.set_item("half_open_calls", s.half_open_in_flight)?;
+        d.set_item("half_open_successes", s.half_open_successes)?;
+        d.set_item("opened_at", Self::secs(s.opened_at))?;
+        d.set_item(
+            "open_duration",
+            nanos_to_secs(s.open_since.map_or(0, |t| s.now.saturating_sub(t))),
+        )?;
+        d.set_item("retry_after", nanos_to_secs(s.retry_after))?;
+        d.set_item("total_successes", s.totals.successes)?;
+        d.set_item("total_failures", s.totals.failures)?;
+        d.set_item("total_ignored", s.totals.ignored)?;
+        d.set_item("total_cancelled", s.totals.cancelled)?;
+        d.set_item("total_rejected", s.totals.rejected)?;
+        d.set_item("total_lost_trials", s.totals.lost_trials)?;
+        Ok(d)
+    }
+
+    /// Back to CLOSED with an empty window (lifetime totals are kept).
+    fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        let t = self.inner.reset();
+        self.fire(py, t)
+    }
+
+    /// Opens the breaker now, as if it had tripped (it half-opens after `timeout`).
+    fn force_open(&self, py: Python<'_>) -> PyResult<()> {
+        let t = self.inner.force_open(self.clock.now());
+        self.fire(py, t)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        // Through `state`, so a due OPEN -> HALF_OPEN it performs is reported like any other.
+        let state = self.state(py)?;
+        Ok(format!(
+            "<riprap.BreakerEngine {} {state}>",
+            self.name.bind(py).repr()?,
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.name)?;
+        visit.call(&self.expected)?;
+        visit.call(&self.excluded)?;
+        visit.call(&self.on_transition)?;
+        Ok(())
+    }
+}
+
+/// A sync function guarded by a circuit breaker (see `CircuitBreaker.__call__`).
+#[pyclass(name = "BreakerCall", module = "riprap", frozen, dict, weakref)]
+pub struct PyBreakerCall {
+    vectorcall: ffi::vectorcallfunc,
+    func: Py<PyAny>,
+    engine: Py<PyBreakerEngine>,
+}
+
+/// Where the fast path stopped.
+pub(crate) enum Pending<'py> {
+    /// The breaker is not CLOSED: admit (or reject) on the slow path.
+    Acquire,
+    /// The function raised; the exception is still set in the interpreter.
+    Raised(Permit),
+    /// The function returned and its success caused a transition to report.
+    Transition(Bound<'py, PyAny>, Transition),
+}
+
+impl VectorCall for PyBreakerCall {
+    type Pending<'py> = Pending<'py>;
+
+    fn fast<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Args<'py>,
+    ) -> Result<Bound<'py, PyAny>, Pending<'py>> {
+        let this = slf.get();
+        let engine = this.engine.get();
+        let breaker = &engine.inner;
+        let start = if breaker.measures_duration() {
+            engine.clock.now()
+        } else {
+            0
+        };
+        let Some(permit) = breaker.try_acquire_closed(start) else {
+            return Err(Pending::Acquire);
+        };
+        match args.call(this.func.bind(slf.py())) {
+            Some(result) => match breaker.record(engine.clock.now(), permit, Outcome::Success) {
+                None => Ok(result),
+                Some(t) => Err(Pending::Transition(result, t)),
+            },
+            None => Err(Pending::Raised(permit)),
+        }
+    }
+
+    fn slow<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Args<'py>,
+        pending: Pending<'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let engine = this.engine.get();
+        match pending {
+            Pending::Transition(result, t) => {
+                engine.fire(py, Some(t))?;
+                Ok(result)
+            }
+            Pending::Raised(permit) => engine.finish(py, permit, Err(PyErr::fetch(py))),
+            Pending::Acquire => {
+                let permit = engine.admit(py)?;
+                let result = args
+                    .call(this.func.bind(py))
+                    .ok_or_else(|| PyErr::fetch(py));
+                engine.finish(py, permit, result)
+            }
+        }
+    }
+}
+
+impl PyBreakerCall {
+    /// Turns on the vectorcall fast path for the type (called once at module init).
+    pub(crate) fn enable_vectorcall(py: Python<'_>) -> PyResult<()> {
+        let config = BreakerConfig::default();
+        let engine = PyBreakerEngine {
+            inner: CircuitBreaker::new(config).map_err(config_error)?,
+            clock: Clock::Monotonic,
+            name: PyString::new(py, "").unbind(),
+            expected: PyTuple::empty(py).unbind(),
+            excluded: PyTuple::empty(py).unbind(),
+            on_transition: None,
+        };
+        let inert = Bound::new(py, Self::new(py.None(), Py::new(py, engine)?))?;
+        vectorcall::enable(&inert, &raw const inert.get().vectorcall);
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyBreakerCall {
+    #[new]
+    fn new(func: Py<PyAny>, engine: Py<PyBreakerEngine>) -> Self {
+        Self {
+            vectorcall: vectorcall::trampoline::<Self>,
+            func,
+            engine,
+        }
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.engine.get().run(self.func.bind(py), args, kwargs)
+    }
+
+    /// Binds like a function, so a decorated method gets `self`.
+    fn __get__<'py>(
+        slf: Bound<'py, Self>,
+        instance: Option<&Bound<'py, PyAny>>,
+        _owner: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match instance {
+            Some(obj) if !obj.is_none() => {
+                let py = slf.py();
+                // SAFETY: both pointers are valid references for the duration of the call;
+                // PyMethod_New returns a new reference or NULL with an exception set.
+                unsafe {
+                    Bound::from_owned_ptr_or_err(py, PyMethod_New(slf.as_ptr(), obj.as_ptr()))
+                }
+            }
+            _ => Ok(slf.into_any()),
+        }
+    }
+
+    /// The breaker engine this function runs under.
+    #[getter]
+    fn breaker_engine(&self, py: Python<'_>) -> Py<PyBreakerEngine> {
+        self.engine.clone_ref(py)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let inner = self
+            .func
+            .bind(py)
+            .repr()
+            .map_or_else(|_| "?".to_owned(), |r| r.to_string());
+        format!("<riprap.BreakerCall wrapping {inner}>")
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.func)?;
+        visit.call(&self.engine)?;
+        Ok(())
+    }
+}
