@@ -1,9 +1,13 @@
 """`riprap demo`: a simulated fleet of flaky agents run through riprap's policies.
 
-Each agent answers over a "network" that drops connections, resets them, answers 503 with a
-Retry-After, and now and then fails for good. Async status polls and sync database writes go
-through retry policies with a shared retry budget; the run ends with the statistics a service
-would export. Faults come from a seeded RNG; latencies and retry waits are real (a few ms).
+Eight agents answer over a "network" that drops and resets connections, times out, answers 503
+with a Retry-After, and now and then refuses our credentials. Part-way through, the agents' API
+has an outage. Async status polls go through a retry policy wrapped around a circuit breaker
+(an open breaker stops the retries at once); sync database writes go through their own retry
+policy and breaker; both policies share one retry budget. The run ends with the resilience
+report: retry statistics, the breakers' dashboard, the budget, and what finally failed.
+
+Faults come from a seeded RNG; latencies, backoff waits and breaker timeouts are real (a few ms).
 """
 
 from __future__ import annotations
@@ -38,9 +42,13 @@ class Progress:
         self.tty = sys.stdout.isatty()
         self.next_mark = 0.25
 
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total
+
     def step(self) -> None:
         self.done += 1
-        frac = self.done / self.total
+        frac = self.fraction
         if self.tty:
             filled = int(frac * 30)
             bar = "#" * filled + "." * (30 - filled)
@@ -55,15 +63,18 @@ class Progress:
 
 
 class Fleet:
-    """Simulated agents: latency and faults drawn from one seeded RNG."""
+    """Simulated agents and their database: latency and faults from one seeded RNG."""
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.requests = 0
+        self.outage = False
 
     def fault(self) -> BaseException | None:
         self.requests += 1
         r = self.rng.random()
+        if self.outage and r < 0.9:
+            return ConnectionRefusedError("agent API is down")
         if r < 0.18:
             return ConnectionResetError("connection reset by peer")
         if r < 0.26:
@@ -84,9 +95,53 @@ class Fleet:
     def write_metrics(self, agent: int) -> int:
         time.sleep(self.rng.uniform(0.0002, 0.001))
         fault = self.fault()
-        if fault is not None and not isinstance(fault, ServiceUnavailableError):
+        if fault is not None and not isinstance(
+            fault, (ServiceUnavailableError, PermissionError)
+        ):
             raise ConnectionRefusedError("database connection refused")
         return agent
+
+
+class Report:
+    """What the run counted, printed at the end."""
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self.failures: dict[str, int] = {}
+        self.retries = {"agent_status": 0, "write_metrics": 0}
+        self.transitions: list[str] = []
+
+    def failed(self, exc: BaseException) -> None:
+        name = type(exc).__name__
+        self.failures[name] = self.failures.get(name, 0) + 1
+
+    def retry_hook(self, op: str) -> riprap._retry.OnRetry:
+        def hook(attempt: int, exc: BaseException | None, delay: float) -> None:
+            self.retries[op] += 1
+
+        return hook
+
+
+def _section(title: str) -> None:
+    print(f"\n{title}")
+
+
+def _print_breakers(dashboard: dict[str, Any]) -> None:
+    s = dashboard["summary"]
+    _section(
+        f"circuit breakers: {s['total_breakers']} "
+        f"({s['closed_breakers']} closed, {s['open_breakers']} open, "
+        f"{s['half_open_breakers']} half-open)"
+    )
+    for name, stats in sorted(dashboard["breakers"].items()):
+        print(
+            f"  {name:<18} {stats['state']:<9} calls {stats['total_calls']:>5}  "
+            f"failures {stats.get('total_failures', 0):>4}  "
+            f"rejected {stats.get('total_rejected', 0):>4}  "
+            f"window failure rate {stats['failure_rate']:.0%}"
+        )
+    for alert in dashboard["alerts"][:5]:
+        print(f"  alert: {alert['message']}")
 
 
 def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
@@ -95,6 +150,8 @@ def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
     agents = 8
     per_agent = calls if calls is not None else (15 if quick else 60)
     fleet = Fleet(seed)
+    report = Report()
+    registry = riprap.CircuitBreakerRegistry()
     budget = riprap.RetryBudget(ratio=0.2, min_per_second=20.0, window=10.0)
     agent_policy = riprap.RetryPolicy(
         max_attempts=4, base_delay=0.002, max_delay=0.02, budget=budget, seed=seed
@@ -107,69 +164,99 @@ def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
         budget=budget,
         seed=seed + 1,
     )
-    manager = riprap.RetryManager(agent_policy)
-    retries = {"agent_status": 0, "write_metrics": 0}
-
-    def counting(op: str) -> Any:
-        def hook(attempt: int, exc: BaseException | None, delay: float) -> None:
-            retries[op] += 1
-
-        return hook
-
-    write_metrics = riprap.retry(db_policy, on_retry=counting("write_metrics"))(
-        fleet.write_metrics
+    # Breakers sit inside the retries: an open breaker's CircuitOpenError is not retryable, so
+    # retrying stops at once instead of hammering a dependency that is down. Credential errors
+    # are excluded: they are our fault, not the agents'.
+    timings = {"timeout": 0.03, "monitoring_window": 0.5, "minimum_calls": 20}
+    agent_breaker = registry.get_breaker(
+        "agent_api",
+        riprap.CircuitBreakerConfig(
+            failure_threshold=5,
+            success_threshold=2,
+            excluded_exceptions=(PermissionError,),
+            **timings,
+        ),
     )
-    outcomes = {"ok": 0, "failed": 0}
-    failures: dict[str, int] = {}
+    db_breaker = registry.get_breaker(
+        "database", riprap.CircuitBreakerConfig(**timings)
+    )
+    for breaker in (agent_breaker, db_breaker):
+        breaker.add_listener(
+            lambda name, old, new: report.transitions.append(
+                f"{name}: {old.value} -> {new.value}"
+            )
+        )
+    manager = riprap.RetryManager(agent_policy)
+    agent_status = agent_breaker(fleet.status)
+    write_metrics = riprap.retry(
+        db_policy, on_retry=report.retry_hook("write_metrics")
+    )(db_breaker(fleet.write_metrics))
     progress = Progress(agents * per_agent, "polling the fleet")
 
     async def agent_loop(agent: int) -> None:
         for _ in range(per_agent):
+            # The agents' API is down between 30 % and 45 % of the run.
+            fleet.outage = 0.30 <= progress.fraction < 0.45
             try:
                 await manager.retry_with_backoff(
-                    fleet.status, agent, operation_id="agent_status"
+                    agent_status, agent, operation_id="agent_status"
                 )
                 write_metrics(agent)
-                outcomes["ok"] += 1
+                report.completed += 1
             except Exception as exc:
-                outcomes["failed"] += 1
-                failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+                report.failed(exc)
             progress.step()
+            await asyncio.sleep(0.003)  # each agent is polled every few milliseconds
 
     print(
         f"riprap {riprap.__version__} demo on the {riprap.backend()} backend (seed {seed})"
     )
     print(
-        f"{agents} agents x {per_agent} polls; faults: resets, timeouts, 503 + Retry-After\n"
+        f"{agents} agents x {per_agent} polls; faults: resets, timeouts, 503 + Retry-After, "
+        "an outage of the agent API from 30 % to 45 % of the run"
     )
+    print()
     t0 = time.perf_counter()
 
-    async def main() -> None:
+    async def main() -> dict[str, Any]:
         await asyncio.gather(*(agent_loop(a) for a in range(agents)))
+        return await riprap.CircuitBreakerMonitor(registry).get_dashboard_data()
 
-    asyncio.run(main())
+    dashboard = asyncio.run(main())
     elapsed = time.perf_counter() - t0
     stats = manager.get_retry_statistics("agent_status")
-    b = budget.get_stats()
+    report.retries["agent_status"] = stats["total_attempts"] - stats["total_calls"]
     print(f"\nfinished in {elapsed:.2f}s; {fleet.requests} simulated requests")
-    print("\nretry statistics (agent_status, async, RetryManager):")
-    rows = [
+
+    _section("retry statistics (agent_status, async, RetryManager):")
+    for key, value in (
         ("calls", f"{stats['total_calls']}"),
         ("attempts", f"{stats['total_attempts']}"),
         ("success rate", f"{stats['success_rate']:.1%}"),
         ("avg attempt time", f"{stats['average_attempt_time'] * 1000:.2f} ms"),
         ("max attempt time", f"{stats['max_attempt_time'] * 1000:.2f} ms"),
-    ]
-    for k, val in rows:
-        print(f"  {k:<18} {val}")
-    print("\nretries made:")
-    for op, n in retries.items():
+    ):
+        print(f"  {key:<18} {value}")
+    _section("retries made:")
+    for op, n in report.retries.items():
         print(f"  {op:<18} {n}")
+    b = budget.get_stats()
     print(
-        f"\nretry budget: {b['total_withdrawals']} retries allowed, {b['total_refused']} refused, "
+        f"  retry budget: {b['total_withdrawals']} retries allowed, {b['total_refused']} refused, "
         f"{b['total_deposits']} first attempts"
     )
-    print(f"\noutcomes: {outcomes['ok']} polls completed, {outcomes['failed']} gave up")
-    for name, n in sorted(failures.items()):
-        print(f"  {name:<22} {n}")
+
+    _print_breakers(dashboard)
+    _section(f"breaker transitions ({len(report.transitions)}):")
+    for line in report.transitions[:12]:
+        print(f"  {line}")
+    if len(report.transitions) > 12:
+        print(f"  ... and {len(report.transitions) - 12} more")
+
+    _section(
+        f"outcomes: {report.completed} polls completed, "
+        f"{sum(report.failures.values())} gave up"
+    )
+    for name, n in sorted(report.failures.items()):
+        print(f"  {name:<24} {n}")
     return 0
