@@ -13,6 +13,7 @@ Faults come from a seeded RNG; latencies, backoff waits and breaker timeouts are
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import sys
@@ -75,13 +76,13 @@ class Fleet:
         r = self.rng.random()
         if self.outage and r < 0.9:
             return ConnectionRefusedError("agent API is down")
-        if r < 0.18:
+        if r < 0.10:
             return ConnectionResetError("connection reset by peer")
-        if r < 0.26:
+        if r < 0.15:
             return TimeoutError("agent did not answer in time")
-        if r < 0.30:
+        if r < 0.18:
             return ServiceUnavailableError(retry_after=0.004)
-        if r < 0.31:
+        if r < 0.19:
             return PermissionError("agent rejected our credentials")
         return None
 
@@ -167,19 +168,19 @@ def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
     # Breakers sit inside the retries: an open breaker's CircuitOpenError is not retryable, so
     # retrying stops at once instead of hammering a dependency that is down. Credential errors
     # are excluded: they are our fault, not the agents'.
-    timings = {"timeout": 0.03, "monitoring_window": 0.5, "minimum_calls": 20}
+    fast = riprap.CircuitBreakerConfig(
+        timeout=0.03, monitoring_window=0.5, minimum_calls=20
+    )
     agent_breaker = registry.get_breaker(
         "agent_api",
-        riprap.CircuitBreakerConfig(
+        dataclasses.replace(
+            fast,
             failure_threshold=5,
             success_threshold=2,
             excluded_exceptions=(PermissionError,),
-            **timings,
         ),
     )
-    db_breaker = registry.get_breaker(
-        "database", riprap.CircuitBreakerConfig(**timings)
-    )
+    db_breaker = registry.get_breaker("database", fast)
     for breaker in (agent_breaker, db_breaker):
         breaker.add_listener(
             lambda name, old, new: report.transitions.append(
@@ -224,9 +225,19 @@ def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
 
     dashboard = asyncio.run(main())
     elapsed = time.perf_counter() - t0
+    print(f"\nfinished in {elapsed:.2f}s; {fleet.requests} simulated requests")
+    _print_report(report, manager, budget, dashboard)
+    return 0
+
+
+def _print_report(
+    report: Report,
+    manager: riprap.RetryManager,
+    budget: riprap.RetryBudget,
+    dashboard: dict[str, Any],
+) -> None:
     stats = manager.get_retry_statistics("agent_status")
     report.retries["agent_status"] = stats["total_attempts"] - stats["total_calls"]
-    print(f"\nfinished in {elapsed:.2f}s; {fleet.requests} simulated requests")
 
     _section("retry statistics (agent_status, async, RetryManager):")
     for key, value in (
@@ -259,4 +270,3 @@ def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
     )
     for name, n in sorted(report.failures.items()):
         print(f"  {name:<24} {n}")
-    return 0
