@@ -1,8 +1,8 @@
 //! riprap-core: the state machines behind riprap, in plain Rust.
 //!
 //! Everything here is pure Rust with no Python: backoff and jitter math, retry decisions, retry
-//! budgets and adaptive backoff (and, as they land, the breaker window, token buckets and bulkhead
-//! counters). Time is injected through [`Clock`] and every decision is returned as a value, so the
+//! budgets and adaptive backoff, GCRA token buckets and the keyed limiter (and, as they land, the
+//! breaker window and bulkhead counters). Time is injected through [`Clock`] and every decision is returned as a value, so the
 //! caller decides how to wait: `time.sleep`, `asyncio.sleep`, or advancing a [`ManualClock`] in a
 //! test. All types are `Send + Sync` and take `&self`.
 //!
@@ -21,6 +21,8 @@ pub mod backoff;
 pub mod budget;
 pub mod clock;
 pub mod error;
+pub mod keyed;
+pub mod limiter;
 pub mod retry;
 pub mod rng;
 
@@ -29,6 +31,8 @@ pub use backoff::{Backoff, BackoffConfig, Strategy, pow_saturating};
 pub use budget::{BudgetStats, RetryBudget};
 pub use clock::{Clock, ManualClock, nanos_to_secs, secs_to_nanos};
 pub use error::{ConfigError, check_float, check_int};
+pub use keyed::{Key, KeyedRateLimiter, KeyedStats};
+pub use limiter::{Decision, LimiterStats, Quota, RateLimiter, Reservation, Waiters};
 pub use retry::RetrySchedule;
 pub use rng::{Rng, note_fork};
 
@@ -45,5 +49,8 @@ mod tests {
         assert_send_sync::<super::RetrySchedule>();
         assert_send_sync::<super::RetryBudget>();
         assert_send_sync::<super::AdaptiveBackoff>();
+        assert_send_sync::<super::Quota>();
+        assert_send_sync::<super::RateLimiter>();
+        assert_send_sync::<super::KeyedRateLimiter>();
     }
 }
