@@ -12,6 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 from ._backoff import AdaptiveBackoff, RetrySchedule
 from ._budget import RetryBudget
 from ._clock import ManualClock, monotonic
+from ._keyed import KeyedLimitedCall, KeyedRateLimiter
+from ._limiter import LimitedCall, RateLimiter
 from ._retry_call import RetryCall, RetryEngine
 from ._rng import Rng, note_fork
 
@@ -24,7 +26,11 @@ except (
 
 __all__ = [
     "AdaptiveBackoff",
+    "KeyedLimitedCall",
+    "KeyedRateLimiter",
+    "LimitedCall",
     "ManualClock",
+    "RateLimiter",
     "RetryBudget",
     "RetryCall",
     "RetryEngine",
