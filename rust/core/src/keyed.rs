@@ -375,20 +375,19 @@ impl KeyedRateLimiter {
     /// Takes `cost` for `key` if available; inserts a new key (making room first). `Err(wait)`.
     fn take(&self, shard: &mut Shard, key: Key<'_>, cost: u64, now: u64) -> Result<(), u64> {
         self.sweep(shard, now);
-        let existing = with_table!(shard, key, |t, k| t.tats.get(k).copied());
-        if let Some(tat) = existing {
-            return match self.quota.schedule(tat, now, cost) {
+        // One probe for the common case, an existing key.
+        let existing = with_table!(shard, key, |t, k| t.tats.get_mut(k).map(|slot| {
+            match self.quota.schedule(*slot, now, cost) {
                 Some((end, 0)) => {
-                    with_table!(shard, key, |t, k| {
-                        if let Some(slot) = t.tats.get_mut(k) {
-                            *slot = end;
-                        }
-                    });
+                    *slot = end;
                     Ok(())
                 }
                 Some((_, wait)) => Err(wait),
                 None => Err(u64::MAX),
-            };
+            }
+        }));
+        if let Some(taken) = existing {
+            return taken;
         }
         // A new key starts full, so `cost <= burst` tokens are always there.
         let Some((end, 0)) = self.quota.schedule(0, now, cost) else {
