@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from . import testing
 from ._backend import core
@@ -101,7 +101,9 @@ async def _wait_for_slot(limiter: Any, ticket: int, args: tuple[Any, ...]) -> No
 
 
 def _raises(on_limit: object) -> bool:
-    # The same checks and messages as the core's `on_limit=`.
+    # The same checks and messages as the core's `on_limit=` (None means the default).
+    if on_limit is None:
+        return False
     if not isinstance(on_limit, str):
         raise TypeError(f"on_limit must be a str, got {type(on_limit).__name__}")
     if on_limit not in ("wait", "raise"):
@@ -247,6 +249,19 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
         if ticket:
             await _wait_for_slot(self, ticket, (key, ticket))
 
+    @overload
+    def __call__(
+        self, func: F, /, *, key: Callable[..., object], on_limit: str = "wait"
+    ) -> F: ...
+    @overload
+    def __call__(
+        self,
+        func: None = None,
+        /,
+        *,
+        key: Callable[..., object],
+        on_limit: str = "wait",
+    ) -> Callable[[F], F]: ...
     def __call__(
         self,
         func: Callable[..., Any] | None = None,

@@ -150,7 +150,9 @@ def name_arg(value: object) -> str | None:
 
 
 def raises(value: object) -> bool:
-    """`on_limit=`: "wait" (False) or "raise" (True)."""
+    """`on_limit=`: "wait" (False) or "raise" (True); None means the default, "wait"."""
+    if value is None:
+        return False
     if not isinstance(value, str):
         raise TypeError(f"on_limit must be a str, got {_type_name(value)}")
     if value not in ("wait", "raise"):
