@@ -14,6 +14,8 @@ import gc
 import itertools
 import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -35,8 +37,7 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def keyed_bytes_per_key(n: int = KEYS) -> float:
-    """Resident bytes per key of a riprap KeyedRateLimiter holding `n` live int keys."""
+def _bytes_per_key_here(n: int) -> float:
     import riprap
 
     gc.collect()
@@ -49,6 +50,26 @@ def keyed_bytes_per_key(n: int = KEYS) -> float:
     used = rss_bytes() - before
     assert len(limiter) == n
     return used / n
+
+
+def keyed_bytes_per_key(n: int = KEYS) -> float:
+    """Resident bytes per key of a riprap KeyedRateLimiter holding `n` live int keys.
+
+    Measured in a fresh interpreter (on the active backend): in a process that has already
+    freed memory, the allocator reuses it and RSS would not grow.
+    """
+    import riprap
+
+    code = f"from riprap._bench_limiter import _bytes_per_key_here; print(_bytes_per_key_here({n}))"
+    env = dict(os.environ, RIPRAP_BACKEND=riprap.backend())
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(out.strip())
 
 
 # --- hand-rolled -------------------------------------------------------------------------------
