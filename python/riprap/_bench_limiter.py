@@ -10,6 +10,7 @@ them).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import itertools
 import os
@@ -213,8 +214,19 @@ async def abare() -> int:
     return 1
 
 
+_LOOP: list[asyncio.AbstractEventLoop] = []
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """One event loop for every async case, never run, closed when the process exits."""
+    if not _LOOP:
+        _LOOP.append(asyncio.new_event_loop())
+        atexit.register(_LOOP[0].close)
+    return _LOOP[0]
+
+
 def _drive(factory: Callable[[], Coroutine[Any, Any, object]]) -> Thunk:
-    loop = asyncio.new_event_loop()
+    loop = _loop()
 
     def thunk() -> object:
         # A running loop is set (aiolimiter asks for one) but never turned.
