@@ -332,3 +332,58 @@ def test_waiters_on_one_key_do_not_hold_up_others(clock: ManualClock) -> None:
     assert small._remaining(1, t) == 1.0
     small._cancel(1, t)
     assert len(small) == 2  # over the cap while a waiter needed its key; shrinks later
+
+
+@pytest.mark.parametrize(
+    "exc", [KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError]
+)
+def test_control_flow_exceptions_pass_through_keyed_wrappers(
+    clock: ManualClock, exc: type[BaseException]
+) -> None:
+    # T20 for the keyed limiter: propagated unchanged, the token spent, nothing counted as
+    # rejected.
+    lim = KeyedRateLimiter(1000, 1000, clock=clock)
+    raised = exc()
+
+    @lim(key=lambda k: k)
+    def f(k: str) -> None:
+        raise raised
+
+    @lim(key=lambda k: k)
+    async def af(k: str) -> None:
+        raise raised
+
+    with pytest.raises(exc) as info:
+        f("a")
+    assert info.value is raised
+
+    async def main() -> None:
+        with pytest.raises(exc) as ainfo:
+            await af("a")
+        assert ainfo.value is raised
+
+    asyncio.run(main())
+    s = lim.get_stats()
+    assert (s["admitted"], s["rejected"]) == (2, 0)
+
+
+def test_a_cancelled_keyed_waiter_gives_its_slot_back(clock: ManualClock) -> None:
+    # F10 for the keyed limiter: on a clock whose asleep suspends, cancel a queued waiter.
+    from limiter_helpers import StepClock, settle
+
+    async def main() -> tuple[float, float]:
+        step = StepClock()
+        lim = KeyedRateLimiter(1, 1, clock=step)
+        assert lim.try_acquire("k")
+        waiter = asyncio.create_task(lim.acquire_async("k"))
+        await settle()
+        waiter.cancel()
+        await settle()
+        with pytest.raises(RateLimitExceeded) as info:
+            lim.acquire("k", timeout=0)
+        assert waiter.cancelled()
+        return info.value.retry_after, lim.get_stats()["waited"]
+
+    retry_after, waited = asyncio.run(main())
+    assert retry_after == 1.0  # the cancelled waiter's slot is free again
+    assert waited == 0

@@ -631,3 +631,58 @@ def test_oracle_agrees_on_a_fixed_trace(clock: ManualClock) -> None:
         clock.advance(step_ns / NS)
         now = Fraction(clock.now_ns(), NS)
         assert lim.try_acquire(n) == oracle.take(now, n)
+
+
+def test_reg_L7_a_large_cost_then_a_small_one_is_still_limited(
+    clock: ManualClock,
+) -> None:
+    # limits#112: a large cost followed by a small one was not limited.
+    lim = RateLimiter(1, 10, clock=clock)
+    assert lim.try_acquire(10)
+    assert not lim.try_acquire(1)
+    clock.advance(0.999999999)
+    assert not lim.try_acquire(1)
+    clock.advance(0.000000001)
+    assert lim.try_acquire(1)
+    assert not lim.try_acquire(1)
+
+
+def test_reg_L8_retry_after_counts_from_the_state_not_the_newest_request(
+    clock: ManualClock,
+) -> None:
+    # limits#200: the reset time came from the newest entry, not the oldest. GCRA has one
+    # state, so the wait for n tokens is exact whatever the history of requests was.
+    lim = RateLimiter(4, 4, clock=clock)
+    for step in (0.0, 0.1, 0.1, 0.05):
+        clock.advance(step)
+        assert lim.try_acquire()
+    # Four taken by 0.25 s, one (0.25 s x 4/s) back: a request for two waits for one more.
+    with pytest.raises(RateLimitExceeded) as info:
+        lim.acquire(2, timeout=0)
+    assert info.value.retry_after == 0.25
+    clock.advance(0.249999999)
+    assert not lim.try_acquire(2)
+    clock.advance(0.000000001)
+    assert lim.try_acquire(2)
+
+
+def test_reg_X5_nothing_is_stored_per_admitted_call(clock: ManualClock) -> None:
+    # PyrateLimiter keeps an item per admitted call; the limiter's memory must stay flat.
+    import tracemalloc
+
+    lim = RateLimiter(1e9, 1e9, clock=clock)
+    keyed = riprap.KeyedRateLimiter(1e9, 1e9, clock=clock)
+    for _ in range(1000):  # warm up (first-call caches)
+        lim.try_acquire()
+        keyed.try_acquire("k")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(100_000):
+            lim.try_acquire()
+            keyed.try_acquire("k")
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 16_000, grown
+    assert lim.get_stats()["admitted"] == 101_000

@@ -152,3 +152,44 @@ def test_no_lock_is_held_around_the_limited_call_and_waits_release_the_gil() -> 
     assert 0.15 < elapsed < 0.5, elapsed  # four slots: 50, 100, 150, 200 ms
     assert spins > 1000
     assert slow.get_stats()["waited"] == 4
+
+
+@pytest.mark.slow
+def test_reg_L11_stacked_limiters_under_32_threads_each_hold_their_bound() -> None:
+    # PyrateLimiter#106 / T13 (shortened to 2 s): 32 threads through two stacked limiters
+    # (11/s and 190/min); a call needs both, and each must stay within its own bound.
+    per_second = RateLimiter(11, 11)
+    per_minute = RateLimiter(190 / 60, 190)
+    barrier = threading.Barrier(32)
+    deadline = time.perf_counter() + 2.0
+    seen: dict[str, list[tuple[int, int, int]]] = {"s": [], "m": []}
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine: dict[str, list[tuple[int, int, int]]] = {"s": [], "m": []}
+        barrier.wait()
+        while time.perf_counter() < deadline:
+            lo = now_ns()
+            first = per_second.try_acquire()
+            mid = now_ns()
+            if first:
+                mine["s"].append((lo, mid, 1))
+                second = per_minute.try_acquire()
+                hi = now_ns()
+                if second:
+                    mine["m"].append((mid, hi, 1))
+            time.sleep(0.0005)
+        with lock:
+            for k, records in mine.items():
+                seen[k].extend(records)
+
+    threads = [threading.Thread(target=worker) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert 11 <= len(seen["s"]) <= 11 + 11 * 2.1
+    assert len(seen["m"]) <= len(seen["s"])
+    for key, (rate, burst) in {"s": (11.0, 11.0), "m": (190 / 60, 190.0)}.items():
+        tight = [(lo, n) for lo, hi, n in seen[key] if hi - lo <= WIDTH_NS]
+        assert worst_excess(tight, rate, burst) <= 0, key

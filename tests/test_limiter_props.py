@@ -87,7 +87,7 @@ def test_every_window_holds_the_bound_and_decisions_match_the_oracle(
     burst=bursts,
     n=st.integers(1, 3),
 )
-def test_saturation_for_60_simulated_seconds_admits_99_percent_of_the_rate(
+def test_reg_L17_saturation_for_60_simulated_seconds_admits_99_percent_of_the_rate(
     rate: float, burst: float | None, n: int
 ) -> None:
     # L17: a caller that always waits for the next token, for 60 s.
@@ -111,7 +111,7 @@ def test_saturation_for_60_simulated_seconds_admits_99_percent_of_the_rate(
     n=st.integers(1, 4),
     fractions=st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=1, max_size=8),
 )
-def test_after_a_denial_no_fraction_of_retry_after_admits_and_retry_after_does(
+def test_reg_L16_after_a_denial_no_fraction_of_retry_after_admits_and_it_does(
     rate: float,
     burst: float | None,
     warmup: list[tuple[int, int]],
