@@ -30,8 +30,10 @@ SPEC_NAMES_SO_FAR = {
     "FallbackExhaustedError",
     "FallbackExhaustedException",
     "IntelligentRetryManager",
+    "KeyedRateLimiter",
     "NETWORK_RETRY_POLICY",
     "RateLimitExceeded",
+    "RateLimiter",
     "ResilienceError",
     "RetryBudget",
     "RetryDecorator",
@@ -69,6 +71,8 @@ def test_backend_follows_the_environment() -> None:
     assert riprap.backend() == expected
     core = _core if expected == "rust" else _reference
     assert riprap.RetryBudget is core.RetryBudget
+    assert issubclass(riprap.RateLimiter, core.RateLimiter)
+    assert issubclass(riprap.KeyedRateLimiter, core.KeyedRateLimiter)
     assert issubclass(riprap.testing.ManualClock, core.ManualClock)
 
 

@@ -1,8 +1,9 @@
 """riprap: resilience policies for Python with a Rust core.
 
-Retry with backoff and jitter, retry budgets and adaptive backoff, built on state machines written
-in Rust (`riprap._core`). `RIPRAP_BACKEND=python` runs everything on the pure-Python reference
-(`riprap._reference`) instead; `riprap.backend()` says which one is active.
+Retry with backoff and jitter, retry budgets and adaptive backoff, and token-bucket rate limiters
+(single and keyed), built on state machines written in Rust (`riprap._core`).
+`RIPRAP_BACKEND=python` runs everything on the pure-Python reference (`riprap._reference`)
+instead; `riprap.backend()` says which one is active.
 
 Deterministic tests: pass `clock=riprap.testing.ManualClock()` to any primitive.
 """
@@ -31,6 +32,7 @@ from ._errors import (
     ResilienceError,
     TimeoutExceededError,
 )
+from ._limiter import KeyedRateLimiter, RateLimiter
 from ._retry import (
     API_RETRY_POLICY,
     DATABASE_RETRY_POLICY,
@@ -74,8 +76,10 @@ __all__ = [
     "FallbackExhaustedError",
     "FallbackExhaustedException",
     "IntelligentRetryManager",
+    "KeyedRateLimiter",
     "NETWORK_RETRY_POLICY",
     "RateLimitExceeded",
+    "RateLimiter",
     "ResilienceError",
     "RetryBudget",
     "RetryDecorator",

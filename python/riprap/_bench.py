@@ -241,4 +241,4 @@ def render_table(results: list[Result]) -> str:
 
 def load_cases() -> None:
     """Import every primitive's case module (each registers its cases once)."""
-    from . import _bench_breaker, _bench_retry  # noqa: F401
+    from . import _bench_breaker, _bench_limiter, _bench_retry  # noqa: F401

@@ -4,7 +4,7 @@
 """
 
 from collections.abc import Callable
-from typing import Any, final
+from typing import Any, Self, final
 
 from typing_extensions import disjoint_base
 
@@ -14,7 +14,11 @@ __all__ = [
     "BreakerConfig",
     "BreakerEngine",
     "BreakerPermit",
+    "KeyedLimitedCall",
+    "KeyedRateLimiter",
+    "LimitedCall",
     "ManualClock",
+    "RateLimiter",
     "RetryBudget",
     "RetryCall",
     "RetryEngine",
@@ -272,3 +276,127 @@ class BreakerCall:
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
     @property
     def breaker_engine(self) -> BreakerEngine: ...
+
+@disjoint_base
+class RateLimiter:
+    """A GCRA token bucket: `rate` tokens per second, `burst` at most, starting full."""
+
+    def __new__(
+        cls,
+        rate: float,
+        burst: float | None = None,
+        *,
+        name: str | None = None,
+        on_limit: str = "wait",
+        clock: ManualClock | None = None,
+        storage: object = None,
+    ) -> Self: ...
+    def try_acquire(self, n: int = 1) -> bool:
+        """Takes `n` tokens if they are available now; never waits."""
+    def acquire(self, n: int = 1, timeout: float | None = None) -> None:
+        """Takes `n` tokens, blocking (GIL released) until they are available.
+
+        Raises `RateLimitExceeded` at once if the wait would exceed `timeout` seconds.
+        """
+    def _reserve(self, n: int | None, timeout: float | None) -> int:
+        """Reserves `n` tokens: 0 when admitted at once, else a ticket to wait on."""
+    def _remaining(self, ticket: int) -> float:
+        """Seconds until `ticket`'s slot (0.0: due)."""
+    def _complete(self, ticket: int) -> None:
+        """The waiter holding `ticket` proceeds."""
+    def _cancel(self, ticket: int) -> None:
+        """The waiter holding `ticket` gave up: give its slot back, wake those behind it."""
+    def _watch(self, ticket: int, callback: Callable[[], object]) -> None:
+        """Calls `callback()` whenever `ticket`'s slot moves earlier."""
+    def _unwatch(self, ticket: int) -> None:
+        """Forgets `ticket`'s callback."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *_exc: object) -> None: ...
+    def get_stats(self) -> dict[str, Any]:
+        """Counters: `name`, `rate`, `burst`, `admitted`, `rejected`, `waited`."""
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def rate(self) -> float: ...
+    @property
+    def burst(self) -> float: ...
+    @property
+    def on_limit(self) -> str: ...
+    @property
+    def clock(self) -> Any: ...
+
+@final
+class LimitedCall:
+    """A rate-limited sync function (see `RateLimiter.__call__`)."""
+
+    def __new__(cls, func: Callable[..., Any], limiter: RateLimiter) -> LimitedCall: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+    @property
+    def limiter(self) -> RateLimiter: ...
+
+@disjoint_base
+class KeyedRateLimiter:
+    """One GCRA bucket per key: `rate` tokens per second and `burst` at most for each key."""
+
+    def __new__(
+        cls,
+        rate: float,
+        burst: float | None = None,
+        *,
+        name: str | None = None,
+        max_keys: int = 1000000,
+        idle_ttl: float | None = None,
+        clock: ManualClock | None = None,
+        storage: object = None,
+    ) -> Self: ...
+    def try_acquire(self, key: object, n: int = 1) -> bool:
+        """Takes `n` tokens from `key`'s bucket if they are available now; never waits."""
+    def acquire(self, key: object, n: int = 1, timeout: float | None = None) -> None:
+        """Takes `n` tokens from `key`'s bucket, blocking (GIL released) until available.
+
+        Raises `RateLimitExceeded` at once if the wait would exceed `timeout` seconds.
+        """
+    def _reserve(self, key: object, n: int | None, timeout: float | None) -> int:
+        """Reserves `n` tokens of `key`: 0 when admitted at once, else a ticket to wait on."""
+    def _remaining(self, key: object, ticket: int) -> float:
+        """Seconds until `ticket`'s slot on `key` (0.0: due)."""
+    def _complete(self, key: object, ticket: int) -> None:
+        """The waiter holding `ticket` on `key` proceeds."""
+    def _cancel(self, key: object, ticket: int) -> None:
+        """The waiter holding `ticket` on `key` gave up: give its slot back."""
+    def _watch(self, ticket: int, callback: Callable[[], object]) -> None:
+        """Calls `callback()` whenever `ticket`'s slot moves earlier."""
+    def _unwatch(self, ticket: int) -> None:
+        """Forgets `ticket`'s callback."""
+    def __len__(self) -> int: ...
+    def get_stats(self) -> dict[str, Any]:
+        """Counters: name, rate, burst, admitted, rejected, waited, keys, evicted."""
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def rate(self) -> float: ...
+    @property
+    def burst(self) -> float: ...
+    @property
+    def max_keys(self) -> int: ...
+    @property
+    def idle_ttl(self) -> float | None: ...
+    @property
+    def clock(self) -> Any: ...
+
+@final
+class KeyedLimitedCall:
+    """A sync function limited per key (see `KeyedRateLimiter.__call__`)."""
+
+    def __new__(
+        cls,
+        func: Callable[..., Any],
+        limiter: KeyedRateLimiter,
+        key: Callable[..., object],
+        on_limit: str = "wait",
+    ) -> KeyedLimitedCall: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+    @property
+    def limiter(self) -> KeyedRateLimiter: ...

@@ -13,6 +13,8 @@ from ._backoff import AdaptiveBackoff, RetrySchedule
 from ._breaker import BreakerCall, BreakerConfig, BreakerEngine, BreakerPermit
 from ._budget import RetryBudget
 from ._clock import ManualClock, monotonic
+from ._keyed import KeyedLimitedCall, KeyedRateLimiter
+from ._limiter import LimitedCall, RateLimiter
 from ._retry_call import RetryCall, RetryEngine
 from ._rng import Rng, note_fork
 
@@ -29,7 +31,11 @@ __all__ = [
     "BreakerConfig",
     "BreakerEngine",
     "BreakerPermit",
+    "KeyedLimitedCall",
+    "KeyedRateLimiter",
+    "LimitedCall",
     "ManualClock",
+    "RateLimiter",
     "RetryBudget",
     "RetryCall",
     "RetryEngine",

@@ -4,7 +4,7 @@
 //! lock while the protected call runs (pybreaker serialises all threads that way), and must not
 //! let a stampede through when it half-opens (circuitbreaker and aiobreaker have no gate). So:
 //!
-//! - Decisions are values. [`CircuitBreaker::acquire`] returns a [`Decision`]: admit with a
+//! - Decisions are values. [`CircuitBreaker::acquire`] returns a [`Admission`]: admit with a
 //!   [`Permit`], or reject with the time left until a trial call may go. The caller runs the call
 //!   with no lock held and hands the permit back to [`CircuitBreaker::record`] with an
 //!   [`Outcome`], or to [`CircuitBreaker::release`] when the call never finished (a control-flow
@@ -37,15 +37,15 @@
 //!   stood (minus those that age out of the window).
 //!
 //! ```
-//! use riprap_core::{BreakerConfig, CircuitBreaker, Decision, Outcome, State};
+//! use riprap_core::{BreakerConfig, CircuitBreaker, Admission, Outcome, State};
 //! let b = CircuitBreaker::new(BreakerConfig { failure_threshold: 2, ..BreakerConfig::default() })
 //!     .unwrap();
 //! for t in [10, 20] {
-//!     let Decision::Admit { permit, .. } = b.acquire(t) else { unreachable!() };
+//!     let Admission::Admit { permit, .. } = b.acquire(t) else { unreachable!() };
 //!     b.record(t, permit, Outcome::Failure);
 //! }
 //! assert_eq!(b.state(30).0, State::Open);
-//! let Decision::Reject { retry_after } = b.acquire(30) else { unreachable!() };
+//! let Admission::Reject { retry_after } = b.acquire(30) else { unreachable!() };
 //! assert_eq!(retry_after, 60_000_000_000 - 10); // opened at 20 ns, 60 s timeout
 //! ```
 
@@ -233,7 +233,7 @@ pub struct Transition {
 
 /// What [`CircuitBreaker::acquire`] decided.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum Admission {
     /// Run the call; hand the permit back when it ends.
     Admit {
         /// The permit.
@@ -422,13 +422,13 @@ impl CircuitBreaker {
     }
 
     /// Admit or reject a call at `now`.
-    pub fn acquire(&self, now: u64) -> Decision {
+    pub fn acquire(&self, now: u64) -> Admission {
         let mut guard = self.lock();
         let s = &mut *guard;
         let transition = self.poll(s, now);
         let generation = s.generation;
         match &mut s.phase {
-            Phase::Closed => Decision::Admit {
+            Phase::Closed => Admission::Admit {
                 permit: Permit {
                     owner: self.id,
                     generation,
@@ -441,7 +441,7 @@ impl CircuitBreaker {
                 let retry_after = opened_at.saturating_add(self.timeout).saturating_sub(now);
                 s.totals.rejected = s.totals.rejected.saturating_add(1);
                 debug_assert!(transition.is_none());
-                Decision::Reject { retry_after }
+                Admission::Reject { retry_after }
             }
             Phase::HalfOpen {
                 in_flight,
@@ -461,9 +461,9 @@ impl CircuitBreaker {
                     self.publish(s);
                 } else {
                     s.totals.rejected = s.totals.rejected.saturating_add(1);
-                    return Decision::Reject { retry_after: 0 };
+                    return Admission::Reject { retry_after: 0 };
                 }
-                Decision::Admit {
+                Admission::Admit {
                     permit: Permit {
                         owner: self.id,
                         generation: s.generation,

@@ -1,8 +1,9 @@
 //! riprap-core: the state machines behind riprap, in plain Rust.
 //!
 //! Everything here is pure Rust with no Python: backoff and jitter math, retry decisions, retry
-//! budgets, adaptive backoff, and the circuit breaker with its bucketed time window (and, as they
-//! land, token buckets and bulkhead counters). Time is injected through [`Clock`] and every decision is returned as a value, so the
+//! budgets, adaptive backoff, the circuit breaker with its bucketed time window, GCRA token
+//! buckets and the keyed limiter (and, as they land, bulkhead counters). Time is injected
+//! through [`Clock`] and every decision is returned as a value, so the
 //! caller decides how to wait: `time.sleep`, `asyncio.sleep`, or advancing a [`ManualClock`] in a
 //! test. All types are `Send + Sync` and take `&self`.
 //!
@@ -22,6 +23,8 @@ pub mod breaker;
 pub mod budget;
 pub mod clock;
 pub mod error;
+pub mod keyed;
+pub mod limiter;
 pub mod retry;
 pub mod rng;
 pub mod window;
@@ -29,12 +32,14 @@ pub mod window;
 pub use adaptive::{AdaptiveBackoff, SuccessHistory, adaptive_factor};
 pub use backoff::{Backoff, BackoffConfig, Strategy, pow_saturating};
 pub use breaker::{
-    BreakerConfig, BreakerStats, CircuitBreaker, Decision, Outcome, Permit, State, Totals,
+    Admission, BreakerConfig, BreakerStats, CircuitBreaker, Outcome, Permit, State, Totals,
     Transition,
 };
 pub use budget::{BudgetStats, RetryBudget};
 pub use clock::{Clock, ManualClock, nanos_to_secs, secs_to_nanos};
 pub use error::{ConfigError, check_float, check_int};
+pub use keyed::{Key, KeyedRateLimiter, KeyedStats};
+pub use limiter::{Decision, LimiterStats, Quota, RateLimiter, Reservation, Waiters};
 pub use retry::RetrySchedule;
 pub use rng::{Rng, note_fork};
 pub use window::{Counts, Window};
@@ -55,5 +60,8 @@ mod tests {
         assert_send_sync::<super::CircuitBreaker>();
         assert_send_sync::<super::Window>();
         assert_send_sync::<super::Permit>();
+        assert_send_sync::<super::Quota>();
+        assert_send_sync::<super::RateLimiter>();
+        assert_send_sync::<super::KeyedRateLimiter>();
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use proptest::prelude::*;
 use riprap_core::{
-    BreakerConfig, BreakerStats, CircuitBreaker, Decision, Outcome, Permit, State, Transition,
+    Admission, BreakerConfig, BreakerStats, CircuitBreaker, Outcome, Permit, State, Transition,
 };
 
 const S: u64 = 1_000_000_000;
@@ -93,11 +93,11 @@ proptest! {
         for op in ops {
             let transition: Option<Transition> = match op {
                 Op::Begin => match b.acquire(now) {
-                    Decision::Admit { permit, transition } => {
+                    Admission::Admit { permit, transition } => {
                         permits.push(permit);
                         transition
                     }
-                    Decision::Reject { .. } => None,
+                    Admission::Reject { .. } => None,
                 },
                 Op::End(i, o) if !permits.is_empty() => {
                     let p = permits.swap_remove(i % permits.len());
@@ -134,7 +134,7 @@ proptest! {
             b.release(p);
         }
         if b.state(now).0 == State::HalfOpen {
-            let admitted = matches!(b.acquire(now), Decision::Admit { .. });
+            let admitted = matches!(b.acquire(now), Admission::Admit { .. });
             prop_assert!(admitted);
         }
     }
@@ -156,7 +156,7 @@ proptest! {
         let mut ends: Vec<u64> = Vec::new();
         for (dt, fail) in steps {
             now += dt;
-            let Decision::Admit { permit, .. } = b.acquire(now) else { unreachable!() };
+            let Admission::Admit { permit, .. } = b.acquire(now) else { unreachable!() };
             b.record(now, permit, if fail { Outcome::Failure } else { Outcome::Success });
             ends.push(now);
             let calls = b.stats(now).0.window.calls();
@@ -198,7 +198,7 @@ fn threads_racing_at_the_half_open_instant_respect_the_gate() {
                 std::thread::spawn(move || {
                     barrier.wait();
                     for _ in 0..200 {
-                        if let Decision::Admit { permit, transition } = b.acquire(60 * S) {
+                        if let Admission::Admit { permit, transition } = b.acquire(60 * S) {
                             if transition.is_some() {
                                 half_opens.fetch_add(1, Ordering::SeqCst);
                             }

@@ -4,7 +4,7 @@
 //! force_open; validation messages.
 
 use riprap_core::{
-    BreakerConfig, CircuitBreaker, Counts, Decision, Outcome, Permit, State, Totals, Transition,
+    Admission, BreakerConfig, CircuitBreaker, Counts, Outcome, Permit, State, Totals, Transition,
 };
 
 const S: u64 = 1_000_000_000;
@@ -17,8 +17,8 @@ fn breaker(f: impl FnOnce(&mut BreakerConfig)) -> CircuitBreaker {
 
 fn admit(b: &CircuitBreaker, now: u64) -> Permit {
     match b.acquire(now) {
-        Decision::Admit { permit, .. } => permit,
-        Decision::Reject { .. } => panic!("rejected at {now}"),
+        Admission::Admit { permit, .. } => permit,
+        Admission::Reject { .. } => panic!("rejected at {now}"),
     }
 }
 
@@ -44,7 +44,7 @@ fn consecutive_failures_open_and_a_success_resets_them() {
     assert_eq!(call(&b, 0, Outcome::Failure), OPENED);
     assert_eq!(
         b.acquire(S),
-        Decision::Reject {
+        Admission::Reject {
             retry_after: 59 * S
         }
     );
@@ -98,8 +98,8 @@ fn half_open_gate_closes_after_successes_and_reopens_on_failure() {
         c.timeout = 10.0;
     });
     assert_eq!(call(&b, 0, Outcome::Failure), OPENED);
-    assert_eq!(b.acquire(10 * S - 1), Decision::Reject { retry_after: 1 });
-    let Decision::Admit {
+    assert_eq!(b.acquire(10 * S - 1), Admission::Reject { retry_after: 1 });
+    let Admission::Admit {
         permit: p1,
         transition,
     } = b.acquire(10 * S)
@@ -114,7 +114,7 @@ fn half_open_gate_closes_after_successes_and_reopens_on_failure() {
         })
     );
     let p2 = admit(&b, 10 * S);
-    assert_eq!(b.acquire(10 * S), Decision::Reject { retry_after: 0 });
+    assert_eq!(b.acquire(10 * S), Admission::Reject { retry_after: 0 });
     assert_eq!(b.record(11 * S, p1, Outcome::Success), None);
     let p3 = admit(&b, 11 * S); // the slot came back
     assert_eq!(
@@ -166,7 +166,7 @@ fn lost_trials_are_reclaimed_after_a_timeout() {
     call(&b, 0, Outcome::Failure);
     let lost1 = admit(&b, 5 * S);
     let lost2 = admit(&b, 6 * S);
-    assert_eq!(b.acquire(11 * S - 1), Decision::Reject { retry_after: 0 });
+    assert_eq!(b.acquire(11 * S - 1), Admission::Reject { retry_after: 0 });
     let fresh = admit(&b, 11 * S);
     assert_eq!(b.stats(11 * S).0.totals.lost_trials, 2);
     assert_eq!(b.stats(11 * S).0.half_open_in_flight, 1);
@@ -229,7 +229,7 @@ fn force_open_behaves_like_a_trip() {
     assert_eq!(b.force_open(7), None); // already open: the timer restarts
     assert_eq!(
         b.acquire(8),
-        Decision::Reject {
+        Admission::Reject {
             retry_after: 60 * S - 1
         }
     );

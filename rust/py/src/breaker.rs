@@ -24,7 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyString, PyTuple};
 use pyo3::{PyTraverseError, ffi};
 use riprap_core::{
-    BreakerConfig, CircuitBreaker, Clock, Decision, Outcome, Permit, Transition, check_int,
+    Admission, BreakerConfig, CircuitBreaker, Clock, Outcome, Permit, Transition, check_int,
     nanos_to_secs,
 };
 
@@ -195,14 +195,14 @@ impl PyBreakerEngine {
     /// Admit a call or raise a fresh `CircuitOpenError`.
     fn admit(&self, py: Python<'_>) -> PyResult<Permit> {
         match self.inner.acquire(self.clock.now()) {
-            Decision::Admit { permit, transition } => match self.fire(py, transition) {
+            Admission::Admit { permit, transition } => match self.fire(py, transition) {
                 Ok(()) => Ok(permit),
                 Err(e) => {
                     self.inner.release(permit);
                     Err(e)
                 }
             },
-            Decision::Reject { retry_after } => Err(CircuitOpenError::new_err((
+            Admission::Reject { retry_after } => Err(CircuitOpenError::new_err((
                 self.name.clone_ref(py),
                 nanos_to_secs(retry_after),
             ))),

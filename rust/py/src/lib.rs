@@ -10,6 +10,8 @@ mod budget;
 mod clock;
 mod convert;
 mod errors;
+mod keyed;
+mod limiter;
 mod retry;
 mod rng;
 mod vectorcall;
@@ -27,6 +29,10 @@ mod _core {
     #[pymodule_export]
     use super::clock::{PyManualClock, monotonic};
     #[pymodule_export]
+    use super::keyed::{PyKeyedLimitedCall, PyKeyedRateLimiter};
+    #[pymodule_export]
+    use super::limiter::{PyLimitedCall, PyRateLimiter};
+    #[pymodule_export]
     use super::retry::{PyRetryCall, PyRetryEngine};
     #[pymodule_export]
     use super::rng::{PyRng, note_fork};
@@ -37,6 +43,8 @@ mod _core {
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         super::retry::PyRetryCall::enable_vectorcall(m.py())?;
         super::breaker::PyBreakerCall::enable_vectorcall(m.py())?;
+        super::limiter::PyLimitedCall::enable_vectorcall(m.py())?;
+        super::keyed::PyKeyedLimitedCall::enable_vectorcall(m.py())?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

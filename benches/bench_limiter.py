@@ -1,0 +1,55 @@
+"""Rate limiters: riprap (active backend) vs a hand-rolled token bucket, limits, pyrate-limiter
+and aiolimiter, plus the keyed limiter's memory per key (RSS before/after 1,000,000 keys).
+
+Each case is timed twice: by pytest-benchmark (its own statistics), and by riprap's paired timer
+(added ns over a bare call, median of paired samples), which feeds the comparison table printed
+at the end of the run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import riprap
+from riprap import _bench, _bench_limiter
+
+PEERS_ONCE = riprap.backend() == "rust"  # peers do not depend on the backend
+
+_bench.load_cases()
+PARAMS = [
+    pytest.param(case, impl, id=f"{case.key}-{impl}")
+    for case in _bench.CASES
+    if case.key.startswith(("limiter", "keyed"))
+    for impl in case.available()
+    if impl == "riprap" or PEERS_ONCE
+]
+
+
+@pytest.mark.parametrize(("case", "impl"), PARAMS)
+def test_limiter(
+    benchmark: pytest.FixtureDef,  # type: ignore[type-arg]
+    record: list[_bench.Result],
+    case: _bench.Case,
+    impl: str,
+) -> None:
+    fn = case.build[impl]()
+    added, bare = _bench.measure(fn)
+    record.append(_bench.Result(case.key, impl, riprap.backend(), added, bare, 41))
+    benchmark.extra_info.update(added_ns=added, bare_ns=bare, backend=riprap.backend())  # type: ignore[attr-defined]
+    benchmark(fn)  # type: ignore[operator]
+
+
+def test_keyed_bytes_per_key(
+    benchmark: pytest.FixtureDef,  # type: ignore[type-arg]
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    per_key = _bench_limiter.keyed_bytes_per_key()
+    benchmark.extra_info.update(bytes_per_key=per_key, backend=riprap.backend())  # type: ignore[attr-defined]
+    with capsys.disabled():
+        print(
+            f"\nkeyed limiter, {_bench_limiter.KEYS:,} live int keys "
+            f"({riprap.backend()} backend): {per_key:.1f} bytes per key (RSS)"
+        )
+    if riprap.backend() == "rust":
+        assert per_key <= 100
+    benchmark.pedantic(lambda: None, rounds=1)  # type: ignore[attr-defined]

@@ -1,0 +1,605 @@
+//! `RateLimiter` (a GCRA token bucket) and `LimitedCall` (the native wrapper `@limiter` puts
+//! around a sync function), plus the pieces the keyed limiter shares: argument checks, the
+//! blocking wait, `RateLimitExceeded`, and the wake-up registry for async waiters.
+//!
+//! Why native: `try_acquire` is a lean method (one clock read, one compare-and-swap, one counter),
+//! and a decorated sync function is called through vectorcall, so a limited call adds little over
+//! `try_acquire` itself (SPEC §16). Waiting happens here for sync callers (GIL released in
+//! <= 50 ms slices that honour Ctrl-C; a manual clock just advances) and in Python for async
+//! callers, which reserve with `_reserve`, wait for `_remaining` to reach zero and report
+//! `_complete` or `_cancel`. A cancelled waiter's slot is given back and the waiters behind it
+//! move up; `_watch` registers a callback that wakes an async waiter when its slot moved.
+
+use std::sync::{Mutex, PoisonError};
+
+use pyo3::exceptions::{PyNotImplementedError, PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple, PyType};
+use pyo3::{PyClass, PyTraverseError, ffi};
+use riprap_core::{
+    Clock, ConfigError, Decision, Quota, RateLimiter, Reservation, check_float, nanos_to_secs,
+    secs_to_nanos,
+};
+
+use crate::convert::{clock as extract_clock, number};
+use crate::errors::config_error;
+use crate::vectorcall::{self, Args, VectorCall};
+
+// Part of CPython's C API (listed in the stable ABI); pyo3-ffi does not declare it.
+unsafe extern "C" {
+    fn PyMethod_New(func: *mut ffi::PyObject, instance: *mut ffi::PyObject) -> *mut ffi::PyObject;
+}
+
+static RATE_LIMIT_EXCEEDED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// A fresh `RateLimitExceeded(name, retry_after)` (never a shared instance: its traceback would
+/// grow with every raise).
+pub(crate) fn rate_limited(py: Python<'_>, name: Option<&Py<PyString>>, wait: u64) -> PyErr {
+    let class = match RATE_LIMIT_EXCEEDED.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py
+            .import("riprap._errors")?
+            .getattr("RateLimitExceeded")?
+            .cast_into::<PyType>()?
+            .unbind())
+    }) {
+        Ok(c) => c.bind(py),
+        Err(e) => return e,
+    };
+    match class.call1((name, nanos_to_secs(wait))) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(e) => e,
+    }
+}
+
+fn type_name(v: &Bound<'_, PyAny>) -> String {
+    v.get_type()
+        .name()
+        .map_or_else(|_| "object".to_owned(), |n| n.to_string())
+}
+
+/// `n=`: a whole number of tokens, `1 <= n <= burst`. Floats (NaN included) are a `ValueError`,
+/// as RELIABILITY F4 asks; other types a `TypeError`.
+pub(crate) fn cost(quota: &Quota, n: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+    let Some(n) = n else {
+        return Ok(quota.interval_ns());
+    };
+    if n.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err("n must be an int, got bool"));
+    }
+    if n.is_instance_of::<PyInt>() {
+        return match n.extract::<u64>() {
+            Ok(v) => quota.cost(v).map_err(config_error),
+            Err(_) if n.lt(1)? => Err(PyValueError::new_err(format!("n must be >= 1, got {n}"))),
+            Err(_) => Err(PyValueError::new_err(format!(
+                "n must be <= burst ({}), got {n}",
+                n.py()
+                    .get_type::<PyFloat>()
+                    .call1((quota.burst(),))?
+                    .repr()?
+            ))),
+        };
+    }
+    if n.is_instance_of::<PyFloat>() {
+        return Err(PyValueError::new_err(format!(
+            "n must be a whole number of tokens (an int), got {}",
+            n.repr()?
+        )));
+    }
+    Err(PyTypeError::new_err(format!(
+        "n must be an int, got {}",
+        type_name(n)
+    )))
+}
+
+/// `timeout=`: `None` (wait as long as it takes) or seconds `>= 0`, as nanoseconds.
+pub(crate) fn timeout(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => {
+            let s =
+                check_float("timeout", number("timeout", v)?, 0.0, true).map_err(config_error)?;
+            Ok(Some(secs_to_nanos(s)))
+        }
+    }
+}
+
+/// `name=`: a `str` or `None`.
+pub(crate) fn name(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Py<PyString>>> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => match v.cast::<PyString>() {
+            Ok(s) => Ok(Some(s.clone().unbind())),
+            Err(_) => Err(PyTypeError::new_err(format!(
+                "name must be a str or None, got {}",
+                type_name(v)
+            ))),
+        },
+    }
+}
+
+/// `on_limit=`: "wait" (false) or "raise" (true).
+pub(crate) fn raises(v: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    let Some(v) = v else {
+        return Ok(false);
+    };
+    let Ok(s) = v.cast::<PyString>() else {
+        return Err(PyTypeError::new_err(format!(
+            "on_limit must be a str, got {}",
+            type_name(v)
+        )));
+    };
+    match s.to_str()? {
+        "wait" => Ok(false),
+        "raise" => Ok(true),
+        other => Err(config_error(ConfigError::Unknown {
+            field: "on_limit",
+            value: other.to_owned(),
+            expected: &["wait", "raise"],
+        })),
+    }
+}
+
+/// `storage=`: only `None` until Redis storage lands.
+pub(crate) fn no_storage(what: &str, storage: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    match storage {
+        Some(s) if !s.is_none() => Err(PyNotImplementedError::new_err(format!(
+            "{what}(storage=...): Redis storage (SPEC §14) is not implemented yet"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `rate=` and `burst=` as a validated quota.
+pub(crate) fn quota(rate: &Bound<'_, PyAny>, burst: Option<&Bound<'_, PyAny>>) -> PyResult<Quota> {
+    let rate = number("rate", rate)?;
+    let burst = match burst {
+        Some(b) if !b.is_none() => Some(number("burst", b)?),
+        _ => None,
+    };
+    Quota::new(rate, burst).map_err(config_error)
+}
+
+/// Blocks until `remaining(now)` is 0: a manual clock advances; real time is slept with the
+/// interpreter released, in slices of at most 50 ms with a signal check after each, so Ctrl-C
+/// interrupts the wait (the caller then cancels the reservation).
+pub(crate) fn wait_until_due(
+    py: Python<'_>,
+    clock: &Clock,
+    remaining: impl Fn(u64) -> u64,
+) -> PyResult<()> {
+    const SLICE: u64 = 50_000_000;
+    loop {
+        let left = remaining(clock.now());
+        if left == 0 {
+            return Ok(());
+        }
+        match clock {
+            Clock::Manual(m) => m.advance(left),
+            Clock::Monotonic => {
+                let slice = std::time::Duration::from_nanos(left.min(SLICE));
+                py.detach(|| std::thread::sleep(slice));
+                py.check_signals()?;
+            }
+        }
+    }
+}
+
+/// Callbacks that wake async waiters whose slot moved (a waiter ahead of them was cancelled).
+#[derive(Default)]
+pub(crate) struct Wakers(Mutex<Vec<(u64, Py<PyAny>)>>);
+
+impl Wakers {
+    pub(crate) fn watch(&self, ticket: u64, callback: Py<PyAny>) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((ticket, callback));
+    }
+
+    pub(crate) fn unwatch(&self, ticket: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(t, _)| *t != ticket);
+    }
+
+    /// Calls the callback of every waiter behind `ticket` (outside the lock). A callback that
+    /// fails (its event loop is closed, say) is skipped: that waiter re-checks on its own.
+    pub(crate) fn wake_after(&self, py: Python<'_>, ticket: u64) {
+        let callbacks: Vec<Py<PyAny>> = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(t, _)| *t > ticket)
+            .map(|(_, c)| c.clone_ref(py))
+            .collect();
+        for callback in callbacks {
+            let _ = callback.call0(py);
+        }
+    }
+
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // The GC must not block: if a waiter holds the lock right now, skip this round.
+        if let Ok(list) = self.0.try_lock() {
+            for (_, callback) in list.iter() {
+                visit.call(callback)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn clear(&self) {
+        if let Ok(mut list) = self.0.try_lock() {
+            list.clear();
+        }
+    }
+}
+
+/// A GCRA token bucket: `rate` tokens per second, `burst` at most, starting full.
+#[pyclass(name = "RateLimiter", module = "riprap", frozen, subclass, weakref)]
+pub struct PyRateLimiter {
+    inner: RateLimiter,
+    clock: Clock,
+    clock_obj: Option<Py<PyAny>>,
+    name: Option<Py<PyString>>,
+    raise_on_limit: bool,
+    wakers: Wakers,
+}
+
+impl PyRateLimiter {
+    /// One token, as `@limiter` and `with limiter:` take it: admitted, queued, or refused.
+    #[inline]
+    fn reserve_one(&self) -> Reservation {
+        let max_wait = if self.raise_on_limit { Some(0) } else { None };
+        self.inner
+            .reserve_cost(self.inner.quota().interval_ns(), self.clock.now(), max_wait)
+    }
+
+    fn refused(&self, py: Python<'_>, wait: u64) -> PyErr {
+        rate_limited(py, self.name.as_ref(), wait)
+    }
+
+    /// Waits for `ticket`'s slot; on interruption, gives the reservation back and re-raises.
+    fn wait_ticket(&self, py: Python<'_>, ticket: u64) -> PyResult<()> {
+        match wait_until_due(py, &self.clock, |now| self.inner.remaining(ticket, now)) {
+            Ok(()) => {
+                self.inner.complete(ticket);
+                Ok(())
+            }
+            Err(e) => {
+                self.cancel_ticket(py, ticket);
+                Err(e)
+            }
+        }
+    }
+
+    fn cancel_ticket(&self, py: Python<'_>, ticket: u64) {
+        if self.inner.cancel(ticket) {
+            self.wakers.wake_after(py, ticket);
+        }
+    }
+
+    /// Takes one token for a decorated call or a `with` block, waiting or raising per
+    /// `on_limit`.
+    fn enter(&self, py: Python<'_>) -> PyResult<()> {
+        match self.reserve_one() {
+            Reservation::Admitted => Ok(()),
+            Reservation::Refused { wait } => Err(self.refused(py, wait)),
+            Reservation::Queued { ticket, .. } => self.wait_ticket(py, ticket),
+        }
+    }
+}
+
+#[pymethods]
+impl PyRateLimiter {
+    #[new]
+    #[pyo3(
+        signature = (rate, burst = None, *, name = None, on_limit = None, clock = None, storage = None),
+        text_signature = "(rate, burst=None, *, name=None, on_limit='wait', clock=None, storage=None)"
+    )]
+    fn new(
+        rate: &Bound<'_, PyAny>,
+        burst: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
+        on_limit: Option<&Bound<'_, PyAny>>,
+        clock: Option<&Bound<'_, PyAny>>,
+        storage: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let quota = self::quota(rate, burst)?;
+        let name = self::name(name)?;
+        let raise_on_limit = raises(on_limit)?;
+        let core_clock = extract_clock(clock)?;
+        no_storage("RateLimiter", storage)?;
+        Ok(Self {
+            inner: RateLimiter::new(quota, core_clock.now()),
+            clock: core_clock,
+            clock_obj: clock.filter(|c| !c.is_none()).map(|c| c.clone().unbind()),
+            name,
+            raise_on_limit,
+            wakers: Wakers::default(),
+        })
+    }
+
+    /// Takes `n` tokens if they are available now; never waits.
+    #[pyo3(signature = (n = None), text_signature = "($self, n=1)")]
+    fn try_acquire(&self, n: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let cost = cost(self.inner.quota(), n)?;
+        Ok(self.inner.try_acquire_cost(cost, self.clock.now()) == Decision::Admit)
+    }
+
+    /// Takes `n` tokens, blocking (GIL released) until they are available; raises
+    /// `RateLimitExceeded` at once if the wait would exceed `timeout` seconds.
+    #[pyo3(signature = (n = None, timeout = None), text_signature = "($self, n=1, timeout=None)")]
+    fn acquire(
+        &self,
+        py: Python<'_>,
+        n: Option<&Bound<'_, PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let cost = cost(self.inner.quota(), n)?;
+        let max_wait = self::timeout(timeout)?;
+        match self.inner.reserve_cost(cost, self.clock.now(), max_wait) {
+            Reservation::Admitted => Ok(()),
+            Reservation::Refused { wait } => Err(self.refused(py, wait)),
+            Reservation::Queued { ticket, .. } => self.wait_ticket(py, ticket),
+        }
+    }
+
+    /// Reserves `n` tokens: 0 when admitted at once, else a ticket to wait on (async waiters).
+    #[pyo3(name = "_reserve", signature = (n, timeout))]
+    fn reserve(
+        &self,
+        py: Python<'_>,
+        n: Option<&Bound<'_, PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let cost = cost(self.inner.quota(), n)?;
+        let max_wait = self::timeout(timeout)?;
+        match self.inner.reserve_cost(cost, self.clock.now(), max_wait) {
+            Reservation::Admitted => Ok(0),
+            Reservation::Refused { wait } => Err(self.refused(py, wait)),
+            Reservation::Queued { ticket, .. } => Ok(ticket),
+        }
+    }
+
+    /// Seconds until `ticket`'s slot (0.0: due).
+    #[pyo3(name = "_remaining")]
+    fn remaining(&self, ticket: u64) -> f64 {
+        nanos_to_secs(self.inner.remaining(ticket, self.clock.now()))
+    }
+
+    /// The waiter holding `ticket` proceeds.
+    #[pyo3(name = "_complete")]
+    fn complete(&self, ticket: u64) {
+        self.inner.complete(ticket);
+    }
+
+    /// The waiter holding `ticket` gave up: give its slot back and wake the waiters behind it.
+    #[pyo3(name = "_cancel")]
+    fn cancel(&self, py: Python<'_>, ticket: u64) {
+        self.cancel_ticket(py, ticket);
+    }
+
+    /// Calls `callback()` whenever `ticket`'s slot moves earlier.
+    #[pyo3(name = "_watch")]
+    fn watch(&self, ticket: u64, callback: Py<PyAny>) {
+        self.wakers.watch(ticket, callback);
+    }
+
+    /// Forgets `ticket`'s callback.
+    #[pyo3(name = "_unwatch")]
+    fn unwatch(&self, ticket: u64) {
+        self.wakers.unwatch(ticket);
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        slf.get().enter(slf.py())?;
+        Ok(slf.clone())
+    }
+
+    #[pyo3(signature = (*_exc))]
+    #[allow(clippy::unused_self)] // the protocol wants a method; a token taken is spent
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) {}
+
+    /// Counters: `name`, `rate`, `burst`, `admitted`, `rejected`, `waited`.
+    fn get_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let d = PyDict::new(py);
+        d.set_item("name", &self.name)?;
+        d.set_item("rate", self.inner.quota().rate())?;
+        d.set_item("burst", self.inner.quota().burst())?;
+        d.set_item("admitted", s.admitted)?;
+        d.set_item("rejected", s.rejected)?;
+        d.set_item("waited", s.waited)?;
+        Ok(d)
+    }
+
+    #[getter]
+    fn name(&self, py: Python<'_>) -> Option<Py<PyString>> {
+        self.name.as_ref().map(|n| n.clone_ref(py))
+    }
+
+    #[getter]
+    fn rate(&self) -> f64 {
+        self.inner.quota().rate()
+    }
+
+    #[getter]
+    fn burst(&self) -> f64 {
+        self.inner.quota().burst()
+    }
+
+    #[getter]
+    fn on_limit(&self) -> &'static str {
+        if self.raise_on_limit { "raise" } else { "wait" }
+    }
+
+    #[getter]
+    fn clock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.clock_obj.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let q = self.inner.quota();
+        let name = match &self.name {
+            Some(n) => n.bind(py).repr()?.to_string(),
+            None => "None".to_owned(),
+        };
+        Ok(format!(
+            "RateLimiter(rate={}, burst={}, name={name})",
+            PyFloat::new(py, q.rate()).repr()?,
+            PyFloat::new(py, q.burst()).repr()?,
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.clock_obj)?;
+        self.wakers.traverse(&visit)
+    }
+
+    fn __clear__(&self) {
+        self.wakers.clear();
+    }
+}
+
+/// Binds a native wrapper as a method, like a function does.
+pub(crate) fn bind_method<'py, T: PyClass>(
+    slf: Bound<'py, T>,
+    instance: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match instance {
+        Some(obj) if !obj.is_none() => {
+            let py = slf.py();
+            // SAFETY: both pointers are valid references for the duration of the call;
+            // PyMethod_New returns a new reference or NULL with an exception set.
+            unsafe { Bound::from_owned_ptr_or_err(py, PyMethod_New(slf.as_ptr(), obj.as_ptr())) }
+        }
+        _ => Ok(slf.into_any()),
+    }
+}
+
+/// A rate-limited sync function (see `RateLimiter.__call__`).
+#[pyclass(name = "LimitedCall", module = "riprap", frozen, dict, weakref)]
+pub struct PyLimitedCall {
+    vectorcall: ffi::vectorcallfunc,
+    func: Py<PyAny>,
+    limiter: Py<PyRateLimiter>,
+}
+
+/// Where the fast path of a limited call left off.
+pub(crate) enum Limited {
+    /// The function raised; its exception is set in the interpreter.
+    Raised,
+    /// No token: raise `RateLimitExceeded`.
+    Refused(u64),
+    /// A slot is reserved: wait for it, then call.
+    Queued(u64),
+}
+
+impl VectorCall for PyLimitedCall {
+    type Pending<'py> = Limited;
+
+    fn fast<'py>(slf: &Bound<'py, Self>, args: &Args<'py>) -> Result<Bound<'py, PyAny>, Limited> {
+        let this = slf.get();
+        match this.limiter.get().reserve_one() {
+            Reservation::Admitted => args.call(this.func.bind(slf.py())).ok_or(Limited::Raised),
+            Reservation::Refused { wait } => Err(Limited::Refused(wait)),
+            Reservation::Queued { ticket, .. } => Err(Limited::Queued(ticket)),
+        }
+    }
+
+    fn slow<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Args<'py>,
+        pending: Limited,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let limiter = this.limiter.get();
+        match pending {
+            Limited::Raised => return Err(PyErr::fetch(py)),
+            Limited::Refused(wait) => return Err(limiter.refused(py, wait)),
+            Limited::Queued(ticket) => limiter.wait_ticket(py, ticket)?,
+        }
+        args.call(this.func.bind(py))
+            .ok_or_else(|| PyErr::fetch(py))
+    }
+}
+
+impl PyLimitedCall {
+    /// Turns on the vectorcall fast path for the type (called once at module init).
+    pub(crate) fn enable_vectorcall(py: Python<'_>) -> PyResult<()> {
+        let limiter = Py::new(
+            py,
+            PyRateLimiter {
+                inner: RateLimiter::new(Quota::new(1.0, None).map_err(config_error)?, 0),
+                clock: Clock::Monotonic,
+                clock_obj: None,
+                name: None,
+                raise_on_limit: false,
+                wakers: Wakers::default(),
+            },
+        )?;
+        let inert = Bound::new(py, Self::new(py.None(), limiter))?;
+        vectorcall::enable(&inert, &raw const inert.get().vectorcall);
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyLimitedCall {
+    #[new]
+    fn new(func: Py<PyAny>, limiter: Py<PyRateLimiter>) -> Self {
+        Self {
+            vectorcall: vectorcall::trampoline::<Self>,
+            func,
+            limiter,
+        }
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.limiter.get().enter(py)?;
+        self.func.bind(py).call(args, kwargs)
+    }
+
+    /// Binds like a function, so a decorated method gets `self`.
+    fn __get__<'py>(
+        slf: Bound<'py, Self>,
+        instance: Option<&Bound<'py, PyAny>>,
+        _owner: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        bind_method(slf, instance)
+    }
+
+    /// The limiter this function runs under.
+    #[getter]
+    fn limiter(&self, py: Python<'_>) -> Py<PyRateLimiter> {
+        self.limiter.clone_ref(py)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let inner = self
+            .func
+            .bind(py)
+            .repr()
+            .map_or_else(|_| "?".to_owned(), |r| r.to_string());
+        format!("<riprap.LimitedCall wrapping {inner}>")
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.func)?;
+        visit.call(&self.limiter)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,258 @@
+"""Differential tests: the Rust limiters and their pure-Python twins decide identically.
+
+Both cores are driven directly with the same random sequences (construction, try_acquire(n),
+blocking and timed acquires, reservations with their waits, completions and cancellations,
+clock steps forward and back, keyed requests over every key type with evictions and idle
+TTLs, and invalid arguments). Every result, exception (type and message), ticket, wait, length
+and counter must be equal after every step (acceptance 2, RELIABILITY T02). Runs once, in the
+rust pass of `make test`.
+"""
+
+# The lambdas below are called at once, inside the iteration that defines them.
+# ruff: noqa: B023
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import riprap
+from riprap import _core, _reference
+
+pytestmark = pytest.mark.skipif(
+    riprap.backend() != "rust",
+    reason="drives both cores directly; runs once, in the rust pass",
+)
+
+NS = 10**9
+KEYS: list[object] = [
+    0,
+    1,
+    -1,
+    2**63 - 1,
+    -(2**63),
+    2**64,
+    -(2**80),
+    "",
+    "a",
+    "ключ",
+    "\udcff",
+    b"",
+    b"a",
+]
+BAD_KEYS: list[object] = [1.0, True, None, bytearray(b"a")]
+BAD_N: list[object] = [0, -1, 1.5, float("nan"), True, "1", 10**30]
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    """A call's result, or its exception as (type name, message, retry_after)."""
+    try:
+        return ("ok", call())
+    except (ValueError, TypeError, NotImplementedError, riprap.RateLimitExceeded) as e:
+        return ("raise", (type(e).__name__, str(e), getattr(e, "retry_after", None)))
+
+
+def random_quota(rng: random.Random) -> tuple[float, float | None]:
+    rate = rng.choice(
+        [
+            10 ** rng.uniform(-3, 6),
+            float(rng.randint(1, 2000)),
+            rng.choice([0.5, 2.5, 3.0, 1e7, 5e8, 1e9, 3e6, 1e12, 1e-11, 0.0, -1.0]),
+        ]
+    )
+    burst = rng.choice([None, float(rng.randint(1, 20)), rng.uniform(0.5, 10), 1e9])
+    return rate, burst
+
+
+class Pair:
+    """The same object built on both cores, each with its own manual clock."""
+
+    def __init__(self, make: Callable[[Any, Any], Any]) -> None:
+        self.clocks = [_core.ManualClock(), _reference.ManualClock()]
+        self.results = [
+            outcome(lambda c=c, m=m: make(m, c))
+            for m, c in zip((_core, _reference), self.clocks, strict=True)
+        ]
+        self.objs = [r[1] for r in self.results]
+
+    def same(self, call: Callable[[Any], Any]) -> Any:
+        a, b = (outcome(lambda o=o: call(o)) for o in self.objs)
+        assert a == b
+        assert self.clocks[0].now_ns() == self.clocks[1].now_ns()
+        return a
+
+    def advance(self, ns: int) -> None:
+        for c in self.clocks:
+            c.advance(ns / NS)
+
+    def back(self, ns: int) -> None:
+        for c in self.clocks:
+            c.set(max(0, c.now_ns() - ns) / NS)
+
+
+def small_step(rng: random.Random, interval_hint: float) -> int:
+    return rng.choice(
+        [
+            0,
+            rng.randint(0, 1000),
+            int(rng.uniform(0, 3) * interval_hint * NS),
+            rng.randint(0, 5 * NS),
+        ]
+    )
+
+
+def drive_single(rng: random.Random) -> None:
+    rate, burst = random_quota(rng)
+    on_limit = rng.choice(["wait", "raise"])
+    pair = Pair(lambda m, c: m.RateLimiter(rate, burst, clock=c, on_limit=on_limit))
+    assert pair.results[0][0] == pair.results[1][0], pair.results
+    if pair.results[0][0] == "raise":
+        assert pair.results[0][1] == pair.results[1][1]
+        return
+    cap = int(min(pair.objs[0].burst, 5))
+    hint = min(1 / rate, 10.0)
+    tickets: list[int] = []
+    for _ in range(rng.randint(5, 25)):
+        op = rng.random()
+        n = rng.randint(1, cap)
+        timeout = rng_timeout(rng, hint)
+        bad_n = rng.choice(BAD_N)
+        if op < 0.30:
+            pair.same(lambda o: o.try_acquire(n))
+        elif op < 0.40:
+            pair.same(lambda o: o.acquire(n, timeout=timeout))
+        elif op < 0.55:
+            r = pair.same(lambda o: o._reserve(n, timeout))
+            if r[0] == "ok" and r[1]:
+                tickets.append(r[1])
+        elif op < 0.62 and tickets:
+            t = rng.choice(tickets)
+            pair.same(lambda o: o._remaining(t))
+        elif op < 0.70 and tickets:
+            t = tickets.pop(rng.randrange(len(tickets)))
+            pair.same(lambda o: o._cancel(t))
+        elif op < 0.78 and tickets:
+            t = tickets.pop(rng.randrange(len(tickets)))
+            pair.same(lambda o: o._complete(t))
+        elif op < 0.83:
+            pair.same(lambda o: o.try_acquire(bad_n))
+        elif op < 0.86:
+            pair.same(enter)
+        elif op < 0.95:
+            pair.advance(small_step(rng, hint))
+        else:
+            pair.back(rng.randint(0, 2 * NS))
+        pair.same(lambda o: o.get_stats())
+
+
+def enter(limiter: Any) -> None:
+    """One token the way `with limiter:` takes it (waits or raises per on_limit)."""
+    with limiter:
+        pass
+
+
+def rng_timeout(rng: random.Random, hint: float) -> float | None:
+    return rng.choice([None, 0.0, rng.uniform(0, 3 * hint), 1e-9])
+
+
+def drive_keyed(rng: random.Random) -> None:
+    rate, burst = random_quota(rng)
+    max_keys = rng.choice([1, 2, 3, 5, 8, 100])
+    ttl = rng.choice([None, None, rng.uniform(1e-6, 5.0)])
+    pair = Pair(
+        lambda m, c: m.KeyedRateLimiter(
+            rate, burst, max_keys=max_keys, idle_ttl=ttl, clock=c
+        )
+    )
+    assert pair.results[0][0] == pair.results[1][0], pair.results
+    if pair.results[0][0] == "raise":
+        assert pair.results[0][1] == pair.results[1][1]
+        return
+    cap = int(min(pair.objs[0].burst, 5))
+    hint = min(1 / rate, 10.0)
+    tickets: list[tuple[object, int]] = []
+    for _ in range(rng.randint(5, 30)):
+        op = rng.random()
+        n = rng.randint(1, cap)
+        key = rng.choice(KEYS)
+        timeout = rng_timeout(rng, hint)
+        bad_key = rng.choice(BAD_KEYS)
+        bad_n = rng.choice(BAD_N)
+        if op < 0.40:
+            pair.same(lambda o: o.try_acquire(key, n))
+        elif op < 0.47:
+            pair.same(lambda o: o.acquire(key, n, timeout=timeout))
+        elif op < 0.60:
+            r = pair.same(lambda o: o._reserve(key, n, timeout))
+            if r[0] == "ok" and r[1]:
+                tickets.append((key, r[1]))
+        elif op < 0.66 and tickets:
+            k, t = rng.choice(tickets)
+            pair.same(lambda o: o._remaining(k, t))
+        elif op < 0.73 and tickets:
+            k, t = tickets.pop(rng.randrange(len(tickets)))
+            pair.same(lambda o: o._cancel(k, t))
+        elif op < 0.80 and tickets:
+            k, t = tickets.pop(rng.randrange(len(tickets)))
+            pair.same(lambda o: o._complete(k, t))
+        elif op < 0.84:
+            pair.same(lambda o: o.try_acquire(bad_key))
+        elif op < 0.86:
+            pair.same(lambda o: o.try_acquire(key, bad_n))
+        elif op < 0.96:
+            pair.advance(small_step(rng, hint))
+        else:
+            pair.back(rng.randint(0, 2 * NS))
+        pair.same(lambda o: (len(o), o.get_stats()))
+
+
+def test_ten_thousand_random_sequences_decide_identically() -> None:
+    rng = random.Random(20261128)
+    for case in range(10_000):
+        seed = rng.getrandbits(64)
+        try:
+            (drive_keyed if case % 2 else drive_single)(random.Random(seed))
+        except AssertionError as e:
+            raise AssertionError(f"case {case}, seed {seed}: {e}") from e
+
+
+@given(seed=st.integers(0, 2**64 - 1))
+def test_hypothesis_sequences_decide_identically(seed: int) -> None:
+    drive_single(random.Random(seed))
+    drive_keyed(random.Random(seed ^ 0x5EED))
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"),
+    [
+        (r, b)
+        for r in [
+            1e-10,
+            5.42e-11,
+            5.5e-11,
+            1e-9,
+            0.1,
+            1e6,
+            999_999.0,
+            1_000_001.0,
+            2e6,
+            3e6,
+            1.001e9,
+            1.0011e9,
+            1e12,
+            2**60,
+            2**70,
+            5e-324,
+        ]
+        for b in [None, 1.0, 1.5, 1e6, 2**53, 1e300]
+    ],
+)
+def test_construction_agrees_at_the_edges(rate: float, burst: float | None) -> None:
+    a = outcome(lambda: _core.RateLimiter(rate, burst).get_stats())
+    b = outcome(lambda: _reference.RateLimiter(rate, burst).get_stats())
+    assert a == b

@@ -1,0 +1,195 @@
+"""Real-time, multi-threaded audits of the limiter (RELIABILITY T13-style; acceptance 4).
+
+Each admitted token is bracketed by two reads of the limiter's own clock, taken just before and
+just after `try_acquire`; its real decision time lies between them. The window check only uses
+what is certain: for tokens sorted by their lower bound, tokens i..j were all decided within
+`[lo_i, lo_j + width]`, so their count must stay within `burst + rate x (lo_j - lo_i + width)`.
+A token whose bracket is wider than `width` (its thread was switched out mid-call) is left out,
+which can only hide excess, never invent it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from fractions import Fraction
+
+import pytest
+
+from riprap import KeyedRateLimiter, RateLimiter
+from riprap._backend import core
+
+WIDTH_NS = 200_000  # brackets wider than 0.2 ms are left out
+
+
+def now_ns() -> int:
+    """The limiter's clock (Rust: Instant since the process origin; reference: monotonic_ns)."""
+    return round(core.monotonic() * 1e9)
+
+
+def worst_excess(tokens: list[tuple[int, int]], rate: float, burst: float) -> Fraction:
+    """max over i <= j of tokens(i..j) - (burst + rate x (lo_j - lo_i + WIDTH)), in tokens."""
+    r = Fraction(rate) / 10**9
+    worst = Fraction(-(10**9))
+    before = 0
+    start_min: Fraction | None = None
+    for lo, n in sorted(tokens):
+        start = before - r * lo
+        start_min = start if start_min is None else min(start_min, start)
+        before += n
+        worst = max(worst, before - r * lo - start_min)
+    return worst - Fraction(burst) - r * WIDTH_NS
+
+
+@pytest.mark.slow
+def test_sixteen_threads_hammering_one_limiter_for_5s_never_exceed_the_bound() -> None:
+    # Acceptance 4: 16 threads, real time, 5 s; every window of the admitted tokens holds
+    # burst + rate x window.
+    rate, burst = 2000.0, 40.0
+    lim = RateLimiter(rate, burst)
+    barrier = threading.Barrier(16)
+    deadline = time.perf_counter() + 5.0
+    per_thread: list[list[tuple[int, int, int]]] = [[] for _ in range(16)]
+    denied = [0] * 16
+
+    def worker(k: int) -> None:
+        rng = random.Random(k)
+        mine, no = per_thread[k], 0
+        barrier.wait()
+        while time.perf_counter() < deadline:
+            n = 1 if rng.random() < 0.8 else 3
+            lo = now_ns()
+            ok = lim.try_acquire(n)
+            hi = now_ns()
+            if ok:
+                mine.append((lo, hi, n))
+            else:
+                no += 1
+        denied[k] = no
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    admitted = [rec for recs in per_thread for rec in recs]
+    tokens = sum(n for _, _, n in admitted)
+    # Saturated for 5 s: close to burst + 5 x rate tokens went through, across many threads.
+    assert 0.95 * rate * 5 <= tokens <= burst + rate * 5.01, tokens
+    assert (
+        sum(1 for recs in per_thread if recs) >= 8
+    )  # contention: many threads won tokens
+    assert sum(denied) > 10 * len(admitted)
+    stats = lim.get_stats()
+    assert stats["admitted"] == len(admitted)
+    assert stats["rejected"] == sum(denied)
+    tight = [(lo, n) for lo, hi, n in admitted if hi - lo <= WIDTH_NS]
+    assert len(tight) > 0.5 * len(admitted)
+    excess = worst_excess(tight, rate, burst)
+    assert excess <= 0, float(excess)
+
+
+def test_keyed_limiter_under_threads_counts_exactly() -> None:
+    lim = KeyedRateLimiter(1e-3, 3, max_keys=10_000)  # nothing refills during the test
+    barrier = threading.Barrier(8)
+    wins = [0] * 8
+
+    def worker(k: int) -> None:
+        barrier.wait()
+        for i in range(2000):
+            wins[k] += lim.try_acquire(i % 500)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sum(wins) == 500 * 3  # each key's bucket of 3, exactly once
+    assert len(lim) == 500
+    s = lim.get_stats()
+    assert (s["admitted"], s["rejected"]) == (1500, 16_000 - 1500)
+
+
+def test_no_lock_is_held_around_the_limited_call_and_waits_release_the_gil() -> None:
+    # X2: 8 threads each run a 50 ms call through one limiter: in parallel, not one by one.
+    lim = RateLimiter(1000, 100)
+
+    @lim
+    def work() -> None:
+        time.sleep(0.05)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.perf_counter() - t0 < 0.3
+    # Four threads wait for slots 50 ms apart; meanwhile another thread keeps running Python.
+    slow = RateLimiter(20, 1)
+    assert slow.try_acquire()
+    spins = 0
+    done = threading.Event()
+
+    def spin() -> None:
+        nonlocal spins
+        while not done.is_set():
+            spins += 1
+
+    spinner = threading.Thread(target=spin)
+    waiters = [threading.Thread(target=slow.acquire) for _ in range(4)]
+    t0 = time.perf_counter()
+    spinner.start()
+    for t in waiters:
+        t.start()
+    for t in waiters:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    done.set()
+    spinner.join()
+    assert 0.15 < elapsed < 0.5, elapsed  # four slots: 50, 100, 150, 200 ms
+    assert spins > 1000
+    assert slow.get_stats()["waited"] == 4
+
+
+@pytest.mark.slow
+def test_reg_L11_stacked_limiters_under_32_threads_each_hold_their_bound() -> None:
+    # PyrateLimiter#106 / T13 (shortened to 2 s): 32 threads through two stacked limiters
+    # (11/s and 190/min); a call needs both, and each must stay within its own bound.
+    per_second = RateLimiter(11, 11)
+    per_minute = RateLimiter(190 / 60, 190)
+    barrier = threading.Barrier(32)
+    deadline = time.perf_counter() + 2.0
+    seen: dict[str, list[tuple[int, int, int]]] = {"s": [], "m": []}
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine: dict[str, list[tuple[int, int, int]]] = {"s": [], "m": []}
+        barrier.wait()
+        while time.perf_counter() < deadline:
+            lo = now_ns()
+            first = per_second.try_acquire()
+            mid = now_ns()
+            if first:
+                mine["s"].append((lo, mid, 1))
+                second = per_minute.try_acquire()
+                hi = now_ns()
+                if second:
+                    mine["m"].append((mid, hi, 1))
+            time.sleep(0.0005)
+        with lock:
+            for k, records in mine.items():
+                seen[k].extend(records)
+
+    threads = [threading.Thread(target=worker) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert 11 <= len(seen["s"]) <= 11 + 11 * 2.1
+    assert len(seen["m"]) <= len(seen["s"])
+    for key, (rate, burst) in {"s": (11.0, 11.0), "m": (190 / 60, 190.0)}.items():
+        tight = [(lo, n) for lo, hi, n in seen[key] if hi - lo <= WIDTH_NS]
+        assert worst_excess(tight, rate, burst) <= 0, key

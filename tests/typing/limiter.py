@@ -1,0 +1,42 @@
+"""Type-checked by `mypy --strict` (never executed): the limiter API as users write it."""
+
+from __future__ import annotations
+
+import riprap
+from riprap.testing import ManualClock
+
+clock = ManualClock()
+limiter = riprap.RateLimiter(10.0, 20, name="api", on_limit="wait", clock=clock)
+per_client = riprap.KeyedRateLimiter(5.0, max_keys=100_000, idle_ttl=60.0)
+
+ok: bool = limiter.try_acquire()
+limiter.acquire(2, timeout=1.0)
+ok = per_client.try_acquire("10.0.0.1") and per_client.try_acquire(42, 2)
+tracked: int = len(per_client)
+stats: dict[str, object] = limiter.get_stats()
+
+
+@limiter
+def fetch(x: int) -> str:
+    return str(x)
+
+
+@per_client(key=lambda client, path: client, on_limit="raise")
+def handle(client: str, path: str) -> str:
+    return client + path
+
+
+@limiter
+async def afetch(x: int) -> int:
+    return x
+
+
+async def use() -> int:
+    await limiter.acquire_async(timeout=0.5)
+    await per_client.acquire_async(b"key")
+    async with limiter:
+        pass
+    with limiter:
+        pass
+    text: str = fetch(1)
+    return len(text) + await afetch(2) + len(handle("a", "/"))
