@@ -37,6 +37,8 @@ def test_demo_runs_and_reports(capsys: object) -> None:
     assert "success rate" in out
     assert "retry budget" in out
     assert "circuit breakers: 2" in out
+    assert "external_api" in out
+    assert "agent_commands" in out
     assert "agent_api" in out
     assert "database" in out
     assert "32/32" in out  # the progress bar finished (8 agents x 4 calls)

@@ -4,8 +4,11 @@ Eight agents answer over a "network" that drops and resets connections, times ou
 with a Retry-After, and now and then refuses our credentials. Part-way through, the agents' API
 has an outage. Async status polls go through a retry policy wrapped around a circuit breaker
 (an open breaker stops the retries at once); sync database writes go through their own retry
-policy and breaker; both policies share one retry budget. The run ends with the resilience
-report: retry statistics, the breakers' dashboard, the budget, and what finally failed.
+policy and breaker; both policies share one retry budget. Every poll also looks the agent up in
+an external API that allows 300 requests per second across the fleet (the agents queue for it,
+first come first served), and commands to each agent are limited per agent (excess commands are
+skipped, not queued). The run ends with the resilience report: retry statistics, the breakers'
+dashboard, the limiters, the budget, and what finally failed.
 
 Faults come from a seeded RNG; latencies, backoff waits and breaker timeouts are real (a few ms).
 """
@@ -93,6 +96,10 @@ class Fleet:
             raise fault
         return {"agent": agent, "status": "ok"}
 
+    async def external_lookup(self, agent: int) -> str:
+        await asyncio.sleep(0.0002)
+        return f"agent-{agent}.example.net"
+
     def write_metrics(self, agent: int) -> int:
         time.sleep(self.rng.uniform(0.0002, 0.001))
         fault = self.fault()
@@ -111,6 +118,7 @@ class Report:
         self.failures: dict[str, int] = {}
         self.retries = {"agent_status": 0, "write_metrics": 0}
         self.transitions: list[str] = []
+        self.commands = {"sent": 0, "throttled": 0}
 
     def failed(self, exc: BaseException) -> None:
         name = type(exc).__name__
@@ -187,6 +195,18 @@ def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
                 f"{name}: {old.value} -> {new.value}"
             )
         )
+    # The external API's quota is shared by the whole fleet: callers wait their turn. Commands
+    # are limited per agent and dropped (RateLimitExceeded) rather than queued.
+    external_api = riprap.RateLimiter(rate=300, burst=30, name="external_api")
+    commands = riprap.KeyedRateLimiter(
+        rate=25, burst=2, name="agent_commands", max_keys=64
+    )
+    external_lookup = external_api(fleet.external_lookup)
+
+    @commands(key=lambda agent: agent, on_limit="raise")
+    def send_command(agent: int) -> None:
+        report.commands["sent"] += 1
+
     manager = riprap.RetryManager(agent_policy)
     agent_status = agent_breaker(fleet.status)
     write_metrics = riprap.retry(
@@ -199,6 +219,7 @@ def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
             # The agents' API is down between 30 % and 45 % of the run.
             fleet.outage = 0.30 <= progress.fraction < 0.45
             try:
+                await external_lookup(agent)
                 await manager.retry_with_backoff(
                     agent_status, agent, operation_id="agent_status"
                 )
@@ -206,6 +227,10 @@ def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
                 report.completed += 1
             except Exception as exc:
                 report.failed(exc)
+            try:
+                send_command(agent)
+            except riprap.RateLimitExceeded:
+                report.commands["throttled"] += 1
             progress.step()
             await asyncio.sleep(0.003)  # each agent is polled every few milliseconds
 
@@ -226,7 +251,7 @@ def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
     dashboard = asyncio.run(main())
     elapsed = time.perf_counter() - t0
     print(f"\nfinished in {elapsed:.2f}s; {fleet.requests} simulated requests")
-    _print_report(report, manager, budget, dashboard)
+    _print_report(report, manager, budget, dashboard, (external_api, commands))
     return 0
 
 
@@ -235,6 +260,7 @@ def _print_report(
     manager: riprap.RetryManager,
     budget: riprap.RetryBudget,
     dashboard: dict[str, Any],
+    limiters: tuple[riprap.RateLimiter, riprap.KeyedRateLimiter],
 ) -> None:
     stats = manager.get_retry_statistics("agent_status")
     report.retries["agent_status"] = stats["total_attempts"] - stats["total_calls"]
@@ -263,6 +289,20 @@ def _print_report(
         print(f"  {line}")
     if len(report.transitions) > 12:
         print(f"  ... and {len(report.transitions) - 12} more")
+
+    _section("rate limiters:")
+    for limiter in limiters:
+        st = limiter.get_stats()
+        keys = f", {st['keys']} keys" if "keys" in st else ""
+        print(
+            f"  {st['name']:<18} {st['rate']:g}/s burst {st['burst']:g}: "
+            f"{st['admitted']} admitted ({st['waited']} after waiting), "
+            f"{st['rejected']} rejected{keys}"
+        )
+    print(
+        f"  commands: {report.commands['sent']} sent, "
+        f"{report.commands['throttled']} skipped by the per-agent limit"
+    )
 
     _section(
         f"outcomes: {report.completed} polls completed, "
