@@ -12,6 +12,8 @@ import json
 import logging
 import pathlib
 import subprocess
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -30,8 +32,18 @@ def _quiet_riprap() -> None:
 
 
 @pytest.fixture
-def record() -> list[_bench.Result]:
-    return RESULTS
+def run_case(benchmark: Any) -> Callable[[_bench.Case, str], None]:
+    """Time one case with riprap's paired timer (for the table) and with pytest-benchmark."""
+
+    def run(case: _bench.Case, impl: str) -> None:
+        fn, result = _bench.run_case(case, impl)
+        RESULTS.append(result)
+        benchmark.extra_info.update(
+            added_ns=result.added_ns, bare_ns=result.bare_ns, backend=result.backend
+        )
+        benchmark(fn)
+
+    return run
 
 
 def _commit() -> str:

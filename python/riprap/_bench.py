@@ -30,7 +30,9 @@ __all__ = [
     "measure",
     "register",
     "render_table",
+    "run_case",
     "run_cases",
+    "selected",
 ]
 
 Thunk = Callable[[], object]
@@ -55,6 +57,15 @@ class Case:
     target_ns: float | None
     build: dict[str, Callable[[], Thunk]]
     needs: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: What each implementation is measured against (default: a bare call). A case whose
+    #: harness does work of its own per call (choosing a key, say) measures against that same
+    #: work with a no-op in place of the protected call, so only the protected call is counted.
+    baselines: dict[str, Callable[[], Thunk]] = dataclasses.field(default_factory=dict)
+
+    def baseline(self, impl: str) -> Thunk:
+        """The callable `impl` is measured against."""
+        build = self.baselines.get(impl)
+        return build() if build is not None else bare
 
     def available(self) -> list[str]:
         """Implementations whose libraries are installed."""
@@ -119,6 +130,35 @@ def measure(
         added.append((w - b) / inner)
         bares.append(b / inner)
     return statistics.median(added), statistics.median(bares)
+
+
+def selected(*prefixes: str) -> list[tuple[Case, str]]:
+    """(case, implementation) pairs for the cases whose key starts with one of `prefixes`.
+
+    Peers do not depend on riprap's backend, so they are only listed on the Rust backend.
+    """
+    import riprap
+
+    load_cases()
+    peers = riprap.backend() == "rust"
+    return [
+        (case, impl)
+        for case in CASES
+        if case.key.startswith(prefixes)
+        for impl in case.available()
+        if impl == "riprap" or peers
+    ]
+
+
+def run_case(
+    case: Case, impl: str, *, samples: int = 41, sample_ms: float = 4.0
+) -> tuple[Thunk, Result]:
+    """Build and measure one implementation of one case; returns the callable and the result."""
+    import riprap
+
+    fn = case.build[impl]()
+    added, base = measure(fn, case.baseline(impl), samples=samples, sample_ms=sample_ms)
+    return fn, Result(case.key, impl, riprap.backend(), added, base, samples)
 
 
 def run_cases(

@@ -18,6 +18,7 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use pyo3::PyTypeInfo;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -30,7 +31,7 @@ use riprap_core::{
 
 use crate::convert::{clock, number};
 use crate::errors::config_error;
-use crate::vectorcall::{self, Args, VectorCall};
+use crate::vectorcall::{self, Args, Fast, VectorCall, raise_now};
 
 pyo3::import_exception!(riprap._errors, CircuitOpenError);
 
@@ -190,6 +191,17 @@ impl PyBreakerEngine {
         } else {
             Outcome::Ignored
         }))
+    }
+
+    /// Raises a fresh `CircuitOpenError` without a `PyErr` (usable on the vectorcall fast path).
+    fn raise_open(&self, py: Python<'_>, retry_after: u64) {
+        let args = (self.name.bind(py), nanos_to_secs(retry_after));
+        match args.into_pyobject(py) {
+            Ok(args) => raise_now(CircuitOpenError::type_object(py).as_any(), &args),
+            // Only an allocation failure; restoring moves the error into the interpreter
+            // without dropping a `Py` (which the fast path must not do).
+            Err(err) => err.restore(py),
+        }
     }
 
     /// Admit a call or raise a fresh `CircuitOpenError`.
@@ -427,8 +439,9 @@ pub struct PyBreakerCall {
 
 /// Where the fast path stopped.
 pub(crate) enum Pending<'py> {
-    /// The breaker is not CLOSED: admit (or reject) on the slow path.
-    Acquire,
+    /// Admitted while not CLOSED (a trial call, or the call that made a transition): report the
+    /// transition, then run the call on the slow path.
+    Admitted(Permit, Option<Transition>),
     /// The function raised; the exception is still set in the interpreter.
     Raised(Permit),
     /// The function returned and its success caused a transition to report.
@@ -438,10 +451,8 @@ pub(crate) enum Pending<'py> {
 impl VectorCall for PyBreakerCall {
     type Pending<'py> = Pending<'py>;
 
-    fn fast<'py>(
-        slf: &Bound<'py, Self>,
-        args: &Args<'py>,
-    ) -> Result<Bound<'py, PyAny>, Pending<'py>> {
+    fn fast<'py>(slf: &Bound<'py, Self>, args: &Args<'py>) -> Fast<'py, Pending<'py>> {
+        let py = slf.py();
         let this = slf.get();
         let engine = this.engine.get();
         let breaker = &engine.inner;
@@ -451,14 +462,23 @@ impl VectorCall for PyBreakerCall {
             0
         };
         let Some(permit) = breaker.try_acquire_closed(start) else {
-            return Err(Pending::Acquire);
+            // Not CLOSED: reject right here, or admit a call that needs the slow path.
+            return match breaker.acquire(engine.clock.now()) {
+                Admission::Reject { retry_after } => {
+                    engine.raise_open(py, retry_after);
+                    Fast::Raised
+                }
+                Admission::Admit { permit, transition } => {
+                    Fast::Slow(Pending::Admitted(permit, transition))
+                }
+            };
         };
-        match args.call(this.func.bind(slf.py())) {
+        match args.call(this.func.bind(py)) {
             Some(result) => match breaker.record(engine.clock.now(), permit, Outcome::Success) {
-                None => Ok(result),
-                Some(t) => Err(Pending::Transition(result, t)),
+                None => Fast::Done(result),
+                Some(t) => Fast::Slow(Pending::Transition(result, t)),
             },
-            None => Err(Pending::Raised(permit)),
+            None => Fast::Slow(Pending::Raised(permit)),
         }
     }
 
@@ -476,8 +496,11 @@ impl VectorCall for PyBreakerCall {
                 Ok(result)
             }
             Pending::Raised(permit) => engine.finish(py, permit, Err(PyErr::fetch(py))),
-            Pending::Acquire => {
-                let permit = engine.admit(py)?;
+            Pending::Admitted(permit, transition) => {
+                if let Err(e) = engine.fire(py, transition) {
+                    engine.inner.release(permit);
+                    return Err(e);
+                }
                 let result = args
                     .call(this.func.bind(py))
                     .ok_or_else(|| PyErr::fetch(py));

@@ -22,7 +22,7 @@ use crate::limiter::{
     Wakers, bind_method, cost, name as extract_name, no_storage, quota as extract_quota, raises,
     rate_limited, timeout, wait_until_due,
 };
-use crate::vectorcall::{self, Args, VectorCall};
+use crate::vectorcall::{self, Args, Fast, VectorCall};
 
 fn type_name(v: &Bound<'_, PyAny>) -> String {
     v.get_type()
@@ -366,43 +366,39 @@ pub struct PyKeyedLimitedCall {
 
 /// Where the fast path of a keyed call left off.
 pub(crate) enum KeyedPending<'py> {
-    /// `key(...)` raised; its exception is set.
-    KeyRaised,
     /// The key needs the slow conversion (or is refused there).
     SlowKey(Bound<'py, PyAny>),
     /// No token for this key: raise `RateLimitExceeded`.
     Refused(u64),
     /// A slot is reserved for this key: wait for it, then call.
     Queued(Bound<'py, PyAny>, u64),
-    /// The function raised; its exception is set.
-    Raised,
 }
 
 impl VectorCall for PyKeyedLimitedCall {
     type Pending<'py> = KeyedPending<'py>;
 
-    fn fast<'py>(
-        slf: &Bound<'py, Self>,
-        args: &Args<'py>,
-    ) -> Result<Bound<'py, PyAny>, KeyedPending<'py>> {
+    fn fast<'py>(slf: &Bound<'py, Self>, args: &Args<'py>) -> Fast<'py, KeyedPending<'py>> {
         let py = slf.py();
         let this = slf.get();
         let Some(key) = args.call(this.key.bind(py)) else {
-            return Err(KeyedPending::KeyRaised);
+            return Fast::Raised; // key(...) raised: its exception passes through
         };
         let limiter = this.limiter.get();
         let max_wait = if this.raise_on_limit { Some(0) } else { None };
         let one = limiter.inner.quota().interval_ns();
         let Some(k) = fast_key(&key) else {
-            return Err(KeyedPending::SlowKey(key));
+            return Fast::Slow(KeyedPending::SlowKey(key));
         };
         match limiter
             .inner
             .reserve_cost(k, one, limiter.clock.now(), max_wait)
         {
-            Reservation::Admitted => args.call(this.func.bind(py)).ok_or(KeyedPending::Raised),
-            Reservation::Refused { wait } => Err(KeyedPending::Refused(wait)),
-            Reservation::Queued { ticket, .. } => Err(KeyedPending::Queued(key, ticket)),
+            Reservation::Admitted => match args.call(this.func.bind(py)) {
+                Some(result) => Fast::Done(result),
+                None => Fast::Raised,
+            },
+            Reservation::Refused { wait } => Fast::Slow(KeyedPending::Refused(wait)),
+            Reservation::Queued { ticket, .. } => Fast::Slow(KeyedPending::Queued(key, ticket)),
         }
     }
 
@@ -415,7 +411,6 @@ impl VectorCall for PyKeyedLimitedCall {
         let this = slf.get();
         let limiter = this.limiter.get();
         match pending {
-            KeyedPending::KeyRaised | KeyedPending::Raised => return Err(PyErr::fetch(py)),
             KeyedPending::SlowKey(key) => limiter.enter(py, &key, this.raise_on_limit)?,
             KeyedPending::Refused(wait) => return Err(limiter.refused(py, wait)),
             KeyedPending::Queued(key, ticket) => limiter.wait_ticket(py, &key, ticket)?,

@@ -25,7 +25,7 @@ use riprap_core::{
 
 use crate::convert::{clock as extract_clock, number};
 use crate::errors::config_error;
-use crate::vectorcall::{self, Args, VectorCall};
+use crate::vectorcall::{self, Args, Fast, VectorCall};
 
 // Part of CPython's C API (listed in the stable ABI); pyo3-ffi does not declare it.
 unsafe extern "C" {
@@ -493,8 +493,6 @@ pub struct PyLimitedCall {
 
 /// Where the fast path of a limited call left off.
 pub(crate) enum Limited {
-    /// The function raised; its exception is set in the interpreter.
-    Raised,
     /// No token: raise `RateLimitExceeded`.
     Refused(u64),
     /// A slot is reserved: wait for it, then call.
@@ -504,12 +502,15 @@ pub(crate) enum Limited {
 impl VectorCall for PyLimitedCall {
     type Pending<'py> = Limited;
 
-    fn fast<'py>(slf: &Bound<'py, Self>, args: &Args<'py>) -> Result<Bound<'py, PyAny>, Limited> {
+    fn fast<'py>(slf: &Bound<'py, Self>, args: &Args<'py>) -> Fast<'py, Limited> {
         let this = slf.get();
         match this.limiter.get().reserve_one() {
-            Reservation::Admitted => args.call(this.func.bind(slf.py())).ok_or(Limited::Raised),
-            Reservation::Refused { wait } => Err(Limited::Refused(wait)),
-            Reservation::Queued { ticket, .. } => Err(Limited::Queued(ticket)),
+            Reservation::Admitted => match args.call(this.func.bind(slf.py())) {
+                Some(result) => Fast::Done(result),
+                None => Fast::Raised,
+            },
+            Reservation::Refused { wait } => Fast::Slow(Limited::Refused(wait)),
+            Reservation::Queued { ticket, .. } => Fast::Slow(Limited::Queued(ticket)),
         }
     }
 
@@ -522,7 +523,6 @@ impl VectorCall for PyLimitedCall {
         let this = slf.get();
         let limiter = this.limiter.get();
         match pending {
-            Limited::Raised => return Err(PyErr::fetch(py)),
             Limited::Refused(wait) => return Err(limiter.refused(py, wait)),
             Limited::Queued(ticket) => limiter.wait_ticket(py, ticket)?,
         }

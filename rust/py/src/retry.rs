@@ -26,7 +26,7 @@ use crate::attr::lookup;
 use crate::backoff::PyRetrySchedule;
 use crate::budget::PyRetryBudget;
 use crate::convert::clock;
-use crate::vectorcall::{self, Args, VectorCall};
+use crate::vectorcall::{self, Args, Fast, VectorCall};
 
 // Part of CPython's C API (listed in the stable ABI); pyo3-ffi does not declare it.
 unsafe extern "C" {
@@ -476,16 +476,13 @@ pub(crate) struct FirstAttempt<'py> {
 impl VectorCall for PyRetryCall {
     type Pending<'py> = FirstAttempt<'py>;
 
-    fn fast<'py>(
-        slf: &Bound<'py, Self>,
-        args: &Args<'py>,
-    ) -> Result<Bound<'py, PyAny>, FirstAttempt<'py>> {
+    fn fast<'py>(slf: &Bound<'py, Self>, args: &Args<'py>) -> Fast<'py, FirstAttempt<'py>> {
         let this = slf.get();
         let engine = this.engine.get();
         let start = engine.begin();
         match args.call(this.func.bind(slf.py())) {
-            Some(result) if engine.predicate.is_none() => Ok(result),
-            result => Err(FirstAttempt { start, result }),
+            Some(result) if engine.predicate.is_none() => Fast::Done(result),
+            result => Fast::Slow(FirstAttempt { start, result }),
         }
     }
 

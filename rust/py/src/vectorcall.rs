@@ -16,9 +16,11 @@
 //! the thread is attached through its own trampolines or `Python::attach`. Until it does, PyO3
 //! parks the decref of every dropped `Py<T>` (for instance inside a fetched `PyErr`) in a global
 //! pool, which would keep exceptions and tracebacks alive between calls. So each call is split:
-//! [`VectorCall::fast`] runs first and must not drop any `Py<T>` (it handles the common case,
-//! a first attempt that succeeds); anything else continues in [`VectorCall::slow`] under
-//! `Python::attach`, which costs ~40 ns and is only paid on the slow path.
+//! [`VectorCall::fast`] runs first and must not drop any `Py<T>` or `PyErr` (creating and dropping
+//! `Bound` values is fine: their decref is immediate). It handles the common cases: a call that
+//! returns, a call whose exception passes straight through, a rejection raised with
+//! [`raise_now`]. Anything else continues in [`VectorCall::slow`] under `Python::attach`, which
+//! costs ~40 ns and is only paid on the slow path.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -76,18 +78,25 @@ impl<'py> Args<'py> {
     }
 }
 
+/// What the fast half of a call produced.
+pub(crate) enum Fast<'py, P> {
+    /// The call's result.
+    Done(Bound<'py, PyAny>),
+    /// An exception is set in the interpreter (the callee raised, or [`raise_now`] did): it is
+    /// returned to the caller as it is.
+    Raised,
+    /// The call continues in [`VectorCall::slow`].
+    Slow(P),
+}
+
 /// A pyclass whose instances are called through [`trampoline`].
 pub(crate) trait VectorCall: PyClass {
     /// What the fast path hands to the slow path.
     type Pending<'py>;
 
     /// The first part of a call, run before PyO3 knows the thread is attached: it may call
-    /// Python and create `Bound` values, but must not drop a `Py<T>` or a `PyErr`. `Ok` is the
-    /// call's result; `Err` continues in [`VectorCall::slow`].
-    fn fast<'py>(
-        slf: &Bound<'py, Self>,
-        args: &Args<'py>,
-    ) -> Result<Bound<'py, PyAny>, Self::Pending<'py>>;
+    /// Python and create `Bound` values, but must not drop a `Py<T>` or a `PyErr`.
+    fn fast<'py>(slf: &Bound<'py, Self>, args: &Args<'py>) -> Fast<'py, Self::Pending<'py>>;
 
     /// The rest of a call, run under `Python::attach`.
     fn slow<'py>(
@@ -95,6 +104,14 @@ pub(crate) trait VectorCall: PyClass {
         args: &Args<'py>,
         pending: Self::Pending<'py>,
     ) -> PyResult<Bound<'py, PyAny>>;
+}
+
+/// Raises `exc_type(*args)` without a `PyErr` (usable on the fast path); return
+/// [`Fast::Raised`] after it.
+pub(crate) fn raise_now(exc_type: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) {
+    // SAFETY: both are valid references while the GIL is held; PyErr_SetObject takes its own
+    // references and instantiates the exception from the arguments.
+    unsafe { ffi::PyErr_SetObject(exc_type.as_ptr(), args.as_ptr()) }
 }
 
 const PANIC_MESSAGE: &str = "riprap internal error (a Rust panic); please report it";
@@ -122,8 +139,9 @@ pub(crate) unsafe extern "C" fn trampoline<T: VectorCall>(
         kwnames,
     };
     let pending = match catch_unwind(AssertUnwindSafe(|| T::fast(&slf, &args))) {
-        Ok(Ok(result)) => return result.into_ptr(),
-        Ok(Err(pending)) => pending,
+        Ok(Fast::Done(result)) => return result.into_ptr(),
+        Ok(Fast::Raised) => return std::ptr::null_mut(),
+        Ok(Fast::Slow(pending)) => pending,
         Err(_) => {
             PyRuntimeError::new_err(PANIC_MESSAGE).restore(py);
             return std::ptr::null_mut();
