@@ -237,44 +237,57 @@ def _fmt(ns: float) -> str:
 
 
 def render_table(results: list[Result]) -> str:
-    """A markdown table: one row per case, one column per implementation (added cost)."""
+    """Markdown tables of added cost, one per primitive.
+
+    Cases are grouped by the first word of their key, in the order of the SPEC's sections; each
+    table has a column for every implementation measured in it.
+    """
     load_cases()
+    groups: dict[str, list[Case]] = {}
+    for case in CASES:
+        groups.setdefault(case.key.split("_")[0], []).append(case)
+    order = ["retry", "breaker", "limiter", "keyed"]
+    ranked = sorted(groups, key=lambda g: order.index(g) if g in order else len(order))
+    tables = (_table(groups[g], results) for g in ranked)
+    return "\n\n".join(t for t in tables if t)
+
+
+def _column(r: Result) -> str:
+    return f"riprap ({r.backend})" if r.impl == "riprap" else r.impl
+
+
+def _table(cases: list[Case], results: list[Result]) -> str:
+    keys = {c.key for c in cases}
+    mine = [r for r in results if r.case in keys]
+    if not mine:
+        return ""
     columns: list[str] = []
-
-    def col(r: Result) -> str:
-        if r.impl == "riprap":
-            return f"riprap ({r.backend})"
-        return r.impl
-
-    for r in results:
-        if col(r) not in columns:
-            columns.append(col(r))
-    order = [
-        "riprap (rust)",
-        "riprap (python)",
-        "hand-rolled",
-        "tenacity",
-        "stamina",
-        "backoff",
-    ]
-    columns.sort(key=lambda c: order.index(c) if c in order else len(order))
+    for r in mine:
+        if _column(r) not in columns:
+            columns.append(_column(r))
+    first = ["riprap (rust)", "riprap (python)", "hand-rolled"]
+    columns.sort(
+        key=lambda c: first.index(c) if c in first else len(first)
+    )  # peers keep order
     head = ["path", "target", *columns]
-    if "riprap (rust)" in columns and "riprap (python)" in columns:
+    both = "riprap (rust)" in columns and "riprap (python)" in columns
+    if both:
         head.append("python ÷ rust")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for case in CASES:
-        row = {col(r): r for r in results if r.case == case.key}
+    for case in cases:
+        row = {_column(r): r for r in mine if r.case == case.key}
         if not row:
             continue
         cells = [case.title, "≤ " + _fmt(case.target_ns) if case.target_ns else ""]
         cells.extend(_fmt(row[c].added_ns) if c in row else "" for c in columns)
-        if len(head) > len(cells):
+        if both:
             rust, py = row.get("riprap (rust)"), row.get("riprap (python)")
-            cells.append(
-                f"{py.added_ns / rust.added_ns:.1f}×"  # noqa: RUF001
+            ratio = (
+                py.added_ns / rust.added_ns
                 if rust and py and rust.added_ns > 0
-                else ""
+                else None
             )
+            cells.append(f"{ratio:.1f}×" if ratio is not None else "")  # noqa: RUF001
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
