@@ -46,3 +46,68 @@ pub(crate) fn lookup<'py>(
         _ => Err(PyErr::fetch(py)),
     }
 }
+
+/// The exception currently set in the interpreter, taken out of it (normalized, its traceback
+/// attached), or `None` if none is set.
+///
+/// The retry loop takes one exception per failed attempt; going through `PyErr` there (its lazy
+/// state, `Once` and mutex) costs more than the rest of the decision, so this takes the object
+/// directly, as CPython's own `except` does.
+pub(crate) fn take_exception(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    // SAFETY: the GIL is held; each call returns new (or NULL) references that we own.
+    unsafe {
+        #[cfg(Py_3_12)]
+        {
+            Bound::from_owned_ptr_or_opt(py, ffi::PyErr_GetRaisedException())
+        }
+        #[cfg(not(Py_3_12))]
+        {
+            let (mut ty, mut value, mut tb) = (
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            ffi::PyErr_Fetch(&raw mut ty, &raw mut value, &raw mut tb);
+            if ty.is_null() {
+                return None;
+            }
+            ffi::PyErr_NormalizeException(&raw mut ty, &raw mut value, &raw mut tb);
+            if !tb.is_null() && !value.is_null() {
+                ffi::PyException_SetTraceback(value, tb);
+            }
+            let _ty = Bound::from_owned_ptr_or_opt(py, ty);
+            let _tb = Bound::from_owned_ptr_or_opt(py, tb);
+            Bound::from_owned_ptr_or_opt(py, value)
+        }
+    }
+}
+
+/// `func(*args, **kwargs)`: the result, or the exception it raised (taken out of the
+/// interpreter, see [`take_exception`]).
+pub(crate) fn call<'py>(
+    func: &Bound<'py, PyAny>,
+    args: &Bound<'py, pyo3::types::PyTuple>,
+    kwargs: Option<&Bound<'py, pyo3::types::PyDict>>,
+) -> Result<Bound<'py, PyAny>, Bound<'py, PyAny>> {
+    let py = func.py();
+    let kw = kwargs.map_or(std::ptr::null_mut(), Bound::as_ptr);
+    // SAFETY: valid references while the GIL is held; PyObject_Call returns a new reference or
+    // NULL with an exception set.
+    match unsafe {
+        Bound::from_owned_ptr_or_opt(py, ffi::PyObject_Call(func.as_ptr(), args.as_ptr(), kw))
+    } {
+        Some(result) => Ok(result),
+        None => Err(raised(py)),
+    }
+}
+
+/// The exception a failed call left set (a `SystemError` in its place if, against the C API's
+/// contract, none was set).
+pub(crate) fn raised(py: Python<'_>) -> Bound<'_, PyAny> {
+    take_exception(py).unwrap_or_else(|| {
+        pyo3::exceptions::PySystemError::new_err("a call failed without setting an exception")
+            .into_value(py)
+            .into_bound(py)
+            .into_any()
+    })
+}

@@ -22,7 +22,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
 use pyo3::{PyTraverseError, ffi, intern};
 use riprap_core::{BackoffConfig, Clock, RetrySchedule};
 
-use crate::attr::lookup;
+use crate::attr::{self, lookup};
 use crate::backoff::PyRetrySchedule;
 use crate::budget::PyRetryBudget;
 use crate::convert::clock;
@@ -289,7 +289,7 @@ impl PyRetryEngine {
             }
             previous = Some(delay);
             attempt += 1;
-            match func.call(args, kwargs) {
+            match attr::call(func, args, kwargs) {
                 Ok(r) => {
                     if !self.wants_retry(&r)? {
                         return Ok(r);
@@ -297,11 +297,11 @@ impl PyRetryEngine {
                     exc = None;
                     result = Some(r);
                 }
-                Err(e) if e.is_instance_of::<PyException>(py) => {
-                    exc = Some(e.into_value(py).into_bound(py).into_any());
+                Err(e) if e.is_instance_of::<PyException>() => {
+                    exc = Some(e);
                     result = None;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(PyErr::from_value(e)),
             }
         }
     }
@@ -425,7 +425,7 @@ impl PyRetryEngine {
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let start = self.begin();
-        let first = func.call(args, kwargs);
+        let first = attr::call(func, args, kwargs);
         self.after_first(func, first, start, || Ok((args.clone(), kwargs.cloned())))
     }
 
@@ -434,11 +434,10 @@ impl PyRetryEngine {
     fn after_first<'py>(
         &self,
         func: &Bound<'py, PyAny>,
-        first: PyResult<Bound<'py, PyAny>>,
+        first: Result<Bound<'py, PyAny>, Bound<'py, PyAny>>,
         start: Option<f64>,
         args: impl FnOnce() -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let py = func.py();
         match first {
             Ok(result) => {
                 if self.predicate.is_some() && self.wants_retry(&result)? {
@@ -447,12 +446,12 @@ impl PyRetryEngine {
                 }
                 Ok(result)
             }
-            Err(err) if err.is_instance_of::<PyException>(py) => {
-                let exc = err.into_value(py).into_bound(py).into_any();
+            Err(exc) if exc.is_instance_of::<PyException>() => {
                 let (a, k) = args()?;
                 self.finish(func, &a, k.as_ref(), Some(exc), None, start)
             }
-            Err(err) => Err(err),
+            // A control-flow exception: straight back to the caller, untouched.
+            Err(exc) => Err(PyErr::from_value(exc)),
         }
     }
 }
@@ -493,7 +492,7 @@ impl VectorCall for PyRetryCall {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
-        let first = pending.result.ok_or_else(|| PyErr::fetch(py));
+        let first = pending.result.ok_or_else(|| attr::raised(py));
         this.engine
             .get()
             .after_first(this.func.bind(py), first, pending.start, || {
