@@ -35,11 +35,6 @@ use crate::vectorcall::{self, Args, Fast, VectorCall, raise_now};
 
 pyo3::import_exception!(riprap._errors, CircuitOpenError);
 
-// Part of CPython's C API (listed in the stable ABI); pyo3-ffi does not declare it.
-unsafe extern "C" {
-    fn PyMethod_New(func: *mut ffi::PyObject, instance: *mut ffi::PyObject) -> *mut ffi::PyObject;
-}
-
 /// A whole count `>= min` (an `int`, never `bool`); larger than `u64::MAX` saturates.
 fn int_field(field: &'static str, v: &Bound<'_, PyAny>, min: i128) -> PyResult<u64> {
     if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
@@ -555,17 +550,7 @@ impl PyBreakerCall {
         instance: Option<&Bound<'py, PyAny>>,
         _owner: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        match instance {
-            Some(obj) if !obj.is_none() => {
-                let py = slf.py();
-                // SAFETY: both pointers are valid references for the duration of the call;
-                // PyMethod_New returns a new reference or NULL with an exception set.
-                unsafe {
-                    Bound::from_owned_ptr_or_err(py, PyMethod_New(slf.as_ptr(), obj.as_ptr()))
-                }
-            }
-            _ => Ok(slf.into_any()),
-        }
+        vectorcall::bind_method(slf, instance)
     }
 
     /// The breaker engine this function runs under.
@@ -575,12 +560,7 @@ impl PyBreakerCall {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let inner = self
-            .func
-            .bind(py)
-            .repr()
-            .map_or_else(|_| "?".to_owned(), |r| r.to_string());
-        format!("<riprap.BreakerCall wrapping {inner}>")
+        vectorcall::wrapper_repr("BreakerCall", self.func.bind(py))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

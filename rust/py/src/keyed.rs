@@ -19,8 +19,8 @@ use riprap_core::{
 use crate::convert::{clock as extract_clock, number};
 use crate::errors::config_error;
 use crate::limiter::{
-    Wakers, bind_method, cost, name as extract_name, no_storage, quota as extract_quota, raises,
-    rate_limited, timeout, wait_until_due,
+    Wakers, cost, name as extract_name, no_storage, quota as extract_quota, raises, rate_limited,
+    timeout, wait_until_due,
 };
 use crate::vectorcall::{self, Args, Fast, VectorCall};
 
@@ -477,7 +477,7 @@ impl PyKeyedLimitedCall {
         instance: Option<&Bound<'py, PyAny>>,
         _owner: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        bind_method(slf, instance)
+        vectorcall::bind_method(slf, instance)
     }
 
     /// The limiter this function runs under.
@@ -487,12 +487,7 @@ impl PyKeyedLimitedCall {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let inner = self
-            .func
-            .bind(py)
-            .repr()
-            .map_or_else(|_| "?".to_owned(), |r| r.to_string());
-        format!("<riprap.KeyedLimitedCall wrapping {inner}>")
+        vectorcall::wrapper_repr("KeyedLimitedCall", self.func.bind(py))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

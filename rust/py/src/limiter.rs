@@ -17,7 +17,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple, PyType};
-use pyo3::{PyClass, PyTraverseError, ffi};
+use pyo3::{PyTraverseError, ffi};
 use riprap_core::{
     Clock, ConfigError, Decision, Quota, RateLimiter, Reservation, check_float, nanos_to_secs,
     secs_to_nanos,
@@ -26,11 +26,6 @@ use riprap_core::{
 use crate::convert::{clock as extract_clock, number};
 use crate::errors::config_error;
 use crate::vectorcall::{self, Args, Fast, VectorCall};
-
-// Part of CPython's C API (listed in the stable ABI); pyo3-ffi does not declare it.
-unsafe extern "C" {
-    fn PyMethod_New(func: *mut ffi::PyObject, instance: *mut ffi::PyObject) -> *mut ffi::PyObject;
-}
 
 static RATE_LIMIT_EXCEEDED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
@@ -467,22 +462,6 @@ impl PyRateLimiter {
     }
 }
 
-/// Binds a native wrapper as a method, like a function does.
-pub(crate) fn bind_method<'py, T: PyClass>(
-    slf: Bound<'py, T>,
-    instance: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    match instance {
-        Some(obj) if !obj.is_none() => {
-            let py = slf.py();
-            // SAFETY: both pointers are valid references for the duration of the call;
-            // PyMethod_New returns a new reference or NULL with an exception set.
-            unsafe { Bound::from_owned_ptr_or_err(py, PyMethod_New(slf.as_ptr(), obj.as_ptr())) }
-        }
-        _ => Ok(slf.into_any()),
-    }
-}
-
 /// A rate-limited sync function (see `RateLimiter.__call__`).
 #[pyclass(name = "LimitedCall", module = "riprap", frozen, dict, weakref)]
 pub struct PyLimitedCall {
@@ -579,7 +558,7 @@ impl PyLimitedCall {
         instance: Option<&Bound<'py, PyAny>>,
         _owner: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        bind_method(slf, instance)
+        vectorcall::bind_method(slf, instance)
     }
 
     /// The limiter this function runs under.
@@ -589,12 +568,7 @@ impl PyLimitedCall {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let inner = self
-            .func
-            .bind(py)
-            .repr()
-            .map_or_else(|_| "?".to_owned(), |r| r.to_string());
-        format!("<riprap.LimitedCall wrapping {inner}>")
+        vectorcall::wrapper_repr("LimitedCall", self.func.bind(py))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

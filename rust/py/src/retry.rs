@@ -28,11 +28,6 @@ use crate::budget::PyRetryBudget;
 use crate::convert::clock;
 use crate::vectorcall::{self, Args, Fast, VectorCall};
 
-// Part of CPython's C API (listed in the stable ABI); pyo3-ffi does not declare it.
-unsafe extern "C" {
-    fn PyMethod_New(func: *mut ffi::PyObject, instance: *mut ffi::PyObject) -> *mut ffi::PyObject;
-}
-
 const DEBUG: i32 = 10;
 const WARNING: i32 = 30;
 const ERROR: i32 = 40;
@@ -540,17 +535,7 @@ impl PyRetryCall {
         instance: Option<&Bound<'py, PyAny>>,
         _owner: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        match instance {
-            Some(obj) if !obj.is_none() => {
-                let py = slf.py();
-                // SAFETY: both pointers are valid references for the duration of the call;
-                // PyMethod_New returns a new reference or NULL with an exception set.
-                unsafe {
-                    Bound::from_owned_ptr_or_err(py, PyMethod_New(slf.as_ptr(), obj.as_ptr()))
-                }
-            }
-            _ => Ok(slf.into_any()),
-        }
+        vectorcall::bind_method(slf, instance)
     }
 
     /// The retry engine (policy, clock and hooks) this function runs under.
@@ -560,12 +545,7 @@ impl PyRetryCall {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let inner = self
-            .func
-            .bind(py)
-            .repr()
-            .map_or_else(|_| "?".to_owned(), |r| r.to_string());
-        format!("<riprap.RetryCall wrapping {inner}>")
+        vectorcall::wrapper_repr("RetryCall", self.func.bind(py))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -178,3 +178,32 @@ pub(crate) fn enable<T: VectorCall>(instance: &Bound<'_, T>, slot: *const ffi::v
         ffi::PyType_Modified(tp);
     }
 }
+
+// Part of CPython's C API (listed in the stable ABI); pyo3-ffi does not declare it.
+unsafe extern "C" {
+    fn PyMethod_New(func: *mut ffi::PyObject, instance: *mut ffi::PyObject) -> *mut ffi::PyObject;
+}
+
+/// `__get__` of a native wrapper: binds it as a method, like a function does.
+pub(crate) fn bind_method<'py, T: PyClass>(
+    slf: Bound<'py, T>,
+    instance: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match instance {
+        Some(obj) if !obj.is_none() => {
+            let py = slf.py();
+            // SAFETY: both pointers are valid references for the duration of the call;
+            // PyMethod_New returns a new reference or NULL with an exception set.
+            unsafe { Bound::from_owned_ptr_or_err(py, PyMethod_New(slf.as_ptr(), obj.as_ptr())) }
+        }
+        _ => Ok(slf.into_any()),
+    }
+}
+
+/// `__repr__` of a native wrapper: `<riprap.Kind wrapping <function f>>`.
+pub(crate) fn wrapper_repr(kind: &str, func: &Bound<'_, PyAny>) -> String {
+    let inner = func
+        .repr()
+        .map_or_else(|_| "?".to_owned(), |r| r.to_string());
+    format!("<riprap.{kind} wrapping {inner}>")
+}
