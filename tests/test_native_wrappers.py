@@ -104,3 +104,32 @@ def test_rejections_are_fresh_and_carry_retry_after(clock: ManualClock) -> None:
         seen.append(info.value)
     assert len({id(e) for e in seen}) == 3
     assert all(e.name == "x" and e.retry_after == 20.0 for e in seen)
+
+
+def test_stacked_wrappers_keep_their_own_policy(clock: ManualClock) -> None:
+    # functools.update_wrapper copies the wrapped object's __dict__ into the wrapper: when the
+    # wrapped object is itself a wrapper, that copy must not replace the outer one's state.
+    calls = 0
+
+    def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    inner = riprap.retry(max_attempts=2, base_delay=0.0, clock=clock)(flaky)
+    outer = riprap.retry(max_attempts=3, base_delay=0.0, clock=clock)(inner)
+    with pytest.raises(ConnectionError):
+        outer()
+    assert calls == 6
+    assert outer.__wrapped__ is inner  # type: ignore[attr-defined]
+
+    slow = riprap.RateLimiter(1.0, 1.0, on_limit="raise", clock=clock)
+    fast = riprap.RateLimiter(1e6, 1e6, on_limit="raise", clock=clock)
+    breaker = riprap.CircuitBreaker("stacked", clock=clock)
+    keyed = riprap.KeyedRateLimiter(1.0, 1.0, clock=clock)
+    both = breaker(fast(slow(keyed(lambda: "ok", key=lambda: "k", on_limit="raise"))))
+    assert both() == "ok"
+    with pytest.raises(riprap.RateLimitExceeded) as info:
+        both()
+    assert info.value.retry_after == 1.0  # the inner limiters still decide
+    assert breaker.get_stats()["total_calls"] == 2

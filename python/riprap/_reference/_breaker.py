@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,6 +35,7 @@ from .._validate import (
 )
 from ._clock import clock_of
 from ._window import Counts, Window
+from ._wrapper import NativeWrapper
 
 __all__ = [
     "BreakerCall",
@@ -541,29 +541,20 @@ class BreakerEngine:
         return f"<riprap.BreakerEngine {self._name!r} {self.state}>"
 
 
-class BreakerCall:
+class BreakerCall(NativeWrapper):
     """A sync function guarded by a circuit breaker."""
 
-    # Slots, like the Rust object's fields: `functools.update_wrapper` copies the wrapped
-    # object's `__dict__`, which must not overwrite these when wrapping another BreakerCall.
-    __slots__ = ("__dict__", "__weakref__", "_engine", "_func")
+    __slots__ = ("_engine",)
+    _kind = "BreakerCall"
 
     def __init__(self, func: Callable[..., Any], engine: BreakerEngine) -> None:
-        self._func = func
+        super().__init__(func)
         self._engine = engine
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._engine.call(self._func, *args, **kwargs)
 
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return types.MethodType(self, instance)
-
     @property
     def breaker_engine(self) -> BreakerEngine:
         """The breaker engine this function runs under."""
         return self._engine
-
-    def __repr__(self) -> str:
-        return f"<riprap.BreakerCall wrapping {self._func!r}>"

@@ -11,7 +11,6 @@ that it makes exactly these decisions.
 from __future__ import annotations
 
 import threading
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from ._limiter import (
     timeout_arg,
     wait_until_due,
 )
+from ._wrapper import NativeWrapper
 
 __all__ = ["KeyedLimitedCall", "KeyedRateLimiter", "key_of"]
 
@@ -324,8 +324,11 @@ class KeyedRateLimiter:
         )
 
 
-class KeyedLimitedCall:
+class KeyedLimitedCall(NativeWrapper):
     """A sync function limited per key (see `KeyedRateLimiter.__call__`)."""
+
+    __slots__ = ("_key", "_limiter", "_raise")
+    _kind = "KeyedLimitedCall"
 
     def __init__(
         self,
@@ -334,7 +337,7 @@ class KeyedLimitedCall:
         key: Callable[..., object],
         on_limit: str = "wait",
     ) -> None:
-        self._func = func
+        super().__init__(func)
         self._limiter = limiter
         self._key = key
         self._raise = raises(on_limit)
@@ -344,15 +347,7 @@ class KeyedLimitedCall:
         self._limiter._enter(key, self._raise)
         return self._func(*args, **kwargs)
 
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return types.MethodType(self, instance)
-
     @property
     def limiter(self) -> KeyedRateLimiter:
         """The limiter this function runs under."""
         return self._limiter
-
-    def __repr__(self) -> str:
-        return f"<riprap.KeyedLimitedCall wrapping {self._func!r}>"

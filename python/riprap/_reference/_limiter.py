@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,6 +20,7 @@ from typing import Any
 from .._errors import RateLimitExceeded
 from .._validate import U64_MAX, check_float, number, py_float, secs_to_nanos
 from ._clock import ManualClock, Monotonic, clock_of
+from ._wrapper import NativeWrapper
 
 __all__ = [
     "LimitedCall",
@@ -536,26 +536,21 @@ class RateLimiter:
         )
 
 
-class LimitedCall:
+class LimitedCall(NativeWrapper):
     """A rate-limited sync function (see `RateLimiter.__call__`)."""
 
+    __slots__ = ("_limiter",)
+    _kind = "LimitedCall"
+
     def __init__(self, func: Callable[..., Any], limiter: RateLimiter) -> None:
-        self._func = func
+        super().__init__(func)
         self._limiter = limiter
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._limiter._enter()
         return self._func(*args, **kwargs)
 
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return types.MethodType(self, instance)
-
     @property
     def limiter(self) -> RateLimiter:
         """The limiter this function runs under."""
         return self._limiter
-
-    def __repr__(self) -> str:
-        return f"<riprap.LimitedCall wrapping {self._func!r}>"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from .._http import parse_retry_after
 from ._backoff import RetrySchedule
 from ._budget import RetryBudget
 from ._clock import ManualClock, clock_of
+from ._wrapper import NativeWrapper
 
 __all__ = ["RetryCall", "RetryEngine"]
 
@@ -235,25 +235,20 @@ class RetryEngine:
                 return result
 
 
-class RetryCall:
+class RetryCall(NativeWrapper):
     """A retried sync function (see `riprap.retry`)."""
 
+    __slots__ = ("_engine",)
+    _kind = "RetryCall"
+
     def __init__(self, func: Callable[..., Any], engine: RetryEngine) -> None:
-        self._func = func
+        super().__init__(func)
         self._engine = engine
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._engine.call(self._func, *args, **kwargs)
 
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return types.MethodType(self, instance)
-
     @property
     def retry_engine(self) -> RetryEngine:
         """The retry engine (policy, clock and hooks) this function runs under."""
         return self._engine
-
-    def __repr__(self) -> str:
-        return f"<riprap.RetryCall wrapping {self._func!r}>"
