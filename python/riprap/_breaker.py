@@ -36,7 +36,7 @@ from typing import Any, TypeVar, cast
 from . import _validate as v
 from ._backend import core
 from ._clock import check_clock
-from ._decorate import check_callable, is_async, refuse_generators, rewrap_descriptor
+from ._decorate import decorate
 
 __all__ = [
     "CircuitBreaker",
@@ -341,19 +341,20 @@ class CircuitBreaker:
         a method. Generator functions are refused with TypeError. The wrapper's
         `circuit_breaker` attribute is this breaker.
         """
-        rewrapped = rewrap_descriptor(func, self)
-        if rewrapped is not None:
-            return rewrapped  # type: ignore[no-any-return]
-        check_callable(func, "CircuitBreaker")
-        refuse_generators(func, "a circuit breaker")
-        wrapper: Any
-        if is_async(func):
-            wrapper = _async_wrapper(func, self._engine)
-        else:
-            wrapper = core.BreakerCall(func, self._engine)
-            functools.update_wrapper(wrapper, func)
-        wrapper.circuit_breaker = self
-        return cast(F, wrapper)
+
+        def tag(wrapper: Any) -> Any:
+            wrapper.circuit_breaker = self
+            return wrapper
+
+        return cast(
+            F,
+            decorate(
+                func,
+                "a circuit breaker",
+                native=lambda f: tag(core.BreakerCall(f, self._engine)),
+                coroutine=lambda f: tag(_async_wrapper(f, self._engine)),
+            ),
+        )
 
     async def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run `func(*args, **kwargs)` through the breaker; `func` may be sync or async.

@@ -7,12 +7,14 @@ iterated, after the call returned), and passes through `staticmethod`/`classmeth
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 __all__ = [
     "check_callable",
+    "decorate",
     "is_async",
     "name_of",
     "refuse_generators",
@@ -64,3 +66,31 @@ def check_callable(func: object, what: str) -> None:
     """TypeError unless `func` is callable."""
     if not callable(func):
         raise TypeError(f"{what} needs a callable, got {type(func).__name__}")
+
+
+def decorate(
+    func: Any,
+    what: str,
+    *,
+    native: Callable[[Callable[..., Any]], Any],
+    coroutine: Callable[[Callable[..., Any]], Callable[..., Any]],
+) -> Any:
+    """Every riprap decorator's one sequence for wrapping `func`.
+
+    `staticmethod`/`classmethod` objects are unwrapped and wrapped again; anything not callable
+    and generator functions are refused; an async callable gets `coroutine(func)` (a coroutine
+    function); anything else gets `native(func)` (a native wrapper object), which is given
+    `func`'s metadata (`__wrapped__`, `__name__`, `__doc__`, ...).
+    """
+    rewrapped = rewrap_descriptor(
+        func, lambda f: decorate(f, what, native=native, coroutine=coroutine)
+    )
+    if rewrapped is not None:
+        return rewrapped
+    check_callable(func, what)
+    refuse_generators(func, what)
+    if is_async(func):
+        return coroutine(func)
+    wrapper = native(func)
+    functools.update_wrapper(wrapper, func)
+    return wrapper

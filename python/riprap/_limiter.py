@@ -25,7 +25,7 @@ from typing import Any, TypeVar, cast, overload
 from . import testing
 from ._backend import core
 from ._clock import asleep_fn
-from ._decorate import check_callable, is_async, refuse_generators, rewrap_descriptor
+from ._decorate import decorate
 
 __all__ = ["KeyedRateLimiter", "RateLimiter"]
 
@@ -173,16 +173,15 @@ class RateLimiter(core.RateLimiter):
         Each call takes one token first, waiting or raising as `on_limit` says. The wrapper
         keeps `__wrapped__`, `__name__`, the signature and `inspect.iscoroutinefunction`.
         """
-        rewrapped = rewrap_descriptor(func, self)
-        if rewrapped is not None:
-            return cast(F, rewrapped)
-        check_callable(func, "riprap.RateLimiter")
-        refuse_generators(func, "riprap.RateLimiter")
-        if is_async(func):
-            return cast(F, _limit_async(func, self))
-        wrapper = core.LimitedCall(func, self)
-        functools.update_wrapper(wrapper, func)
-        return cast(F, wrapper)
+        return cast(
+            F,
+            decorate(
+                func,
+                "riprap.RateLimiter",
+                native=lambda f: core.LimitedCall(f, self),
+                coroutine=lambda f: _limit_async(f, self),
+            ),
+        )
 
 
 def _limit_async(
@@ -286,19 +285,20 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
             raise TypeError(f"key must be callable, got {type(key).__name__}")
         raise_on_limit = _raises(on_limit)
 
-        def decorate(f: F) -> F:
-            rewrapped = rewrap_descriptor(f, decorate)
-            if rewrapped is not None:
-                return cast(F, rewrapped)
-            check_callable(f, "riprap.KeyedRateLimiter")
-            refuse_generators(f, "riprap.KeyedRateLimiter")
-            if is_async(f):
-                return cast(F, _limit_async_keyed(f, self, key, raise_on_limit))
-            wrapper = core.KeyedLimitedCall(f, self, key, on_limit)
-            functools.update_wrapper(wrapper, f)
-            return cast(F, wrapper)
+        def limit(f: F) -> F:
+            return cast(
+                F,
+                decorate(
+                    f,
+                    "riprap.KeyedRateLimiter",
+                    native=lambda g: core.KeyedLimitedCall(g, self, key, on_limit),
+                    coroutine=lambda g: _limit_async_keyed(
+                        g, self, key, raise_on_limit
+                    ),
+                ),
+            )
 
-        return decorate if func is None else decorate(func)
+        return limit if func is None else limit(func)
 
 
 def _limit_async_keyed(

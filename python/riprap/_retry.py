@@ -27,13 +27,7 @@ from typing import Any, TypeVar, cast, overload
 from . import _validate as v
 from ._backend import core
 from ._clock import asleep_fn, check_clock
-from ._decorate import (
-    check_callable,
-    is_async,
-    name_of,
-    refuse_generators,
-    rewrap_descriptor,
-)
+from ._decorate import decorate, name_of
 
 __all__ = [
     "API_RETRY_POLICY",
@@ -262,18 +256,21 @@ class RetryDecorator:
         self.on_retry = v.callable_or_none("on_retry", on_retry)
 
     def __call__(self, func: F) -> F:
-        rewrapped = rewrap_descriptor(func, self)
-        if rewrapped is not None:
-            return rewrapped  # type: ignore[no-any-return]
-        check_callable(func, "riprap.retry")
-        refuse_generators(func, "riprap.retry")
-        engine = make_engine(self.policy, self.clock, self.on_retry, name_of(func))
-        if is_async(func):
-            checks = self.policy.retry_on_result is not None
-            return cast(F, _async_wrapper(func, engine, asleep_fn(self.clock), checks))
-        wrapper = core.RetryCall(func, engine)
-        functools.update_wrapper(wrapper, func)
-        return cast(F, wrapper)
+        def engine(f: Callable[..., Any]) -> core.RetryEngine:
+            return make_engine(self.policy, self.clock, self.on_retry, name_of(f))
+
+        checks = self.policy.retry_on_result is not None
+        return cast(
+            F,
+            decorate(
+                func,
+                "riprap.retry",
+                native=lambda f: core.RetryCall(f, engine(f)),
+                coroutine=lambda f: _async_wrapper(
+                    f, engine(f), asleep_fn(self.clock), checks
+                ),
+            ),
+        )
 
 
 def _async_wrapper(

@@ -413,16 +413,7 @@ impl KeyedRateLimiter {
     pub fn try_acquire_cost(&self, key: Key<'_>, cost: u64, now: u64) -> Decision {
         let now = self.since_origin(now);
         let taken = self.take(&mut self.shard(key), key, cost, now);
-        match taken {
-            Ok(()) => {
-                self.counters.admit();
-                Decision::Admit
-            }
-            Err(wait) => {
-                self.counters.reject();
-                Decision::NotUntil { wait }
-            }
-        }
+        self.counters.decide(taken)
     }
 
     /// Reserves `n` tokens of `key`: admitted now, queued for a slot at most `max_wait` ns away

@@ -434,6 +434,20 @@ impl Counters {
         self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts the outcome of a no-wait request and turns it into the caller's decision.
+    pub(crate) fn decide(&self, taken: Result<(), u64>) -> Decision {
+        match taken {
+            Ok(()) => {
+                self.admit();
+                Decision::Admit
+            }
+            Err(wait) => {
+                self.reject();
+                Decision::NotUntil { wait }
+            }
+        }
+    }
+
     pub(crate) fn admit_waited(&self) {
         self.admitted.fetch_add(1, Ordering::Relaxed);
         self.waited.fetch_add(1, Ordering::Relaxed);
@@ -531,16 +545,7 @@ impl RateLimiter {
     /// [`RateLimiter::try_acquire`] for a cost already validated with [`Quota::cost`].
     #[inline]
     pub fn try_acquire_cost(&self, cost: u64, now: u64) -> Decision {
-        match self.take(cost, self.since_origin(now)) {
-            Ok(()) => {
-                self.counters.admit();
-                Decision::Admit
-            }
-            Err(wait) => {
-                self.counters.reject();
-                Decision::NotUntil { wait }
-            }
-        }
+        self.counters.decide(self.take(cost, self.since_origin(now)))
     }
 
     /// Reserves `n` tokens: admitted now, or queued for a slot at most `max_wait` ns away
