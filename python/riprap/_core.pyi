@@ -168,6 +168,9 @@ class RetryEngine:
     def name(self) -> str: ...
     def start(self) -> float | None:
         """Starts a retried call: budget deposit, and the start time when a deadline needs it."""
+    @property
+    def needs_start(self) -> bool:
+        """Whether `start()` does anything (there is a budget or a deadline)."""
     def decide(
         self,
         attempt: int,

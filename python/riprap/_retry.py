@@ -281,10 +281,12 @@ def _async_wrapper(
 ) -> Callable[..., Any]:
     decide = engine.decide
     retry_result = engine.retry_result
+    # The start time and budget deposit only matter with a deadline or a budget; skip the call.
+    start_needed = engine.needs_start
 
     @functools.wraps(func)
     async def retried(*args: Any, **kwargs: Any) -> Any:
-        start = engine.start()
+        start = engine.start() if start_needed else None
         attempt, previous = 1, None
         while True:
             try:

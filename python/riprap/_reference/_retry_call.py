@@ -100,6 +100,11 @@ class RetryEngine:
             self._budget.deposit()
         return self._now() if self._schedule.deadline is not None else None
 
+    @property
+    def needs_start(self) -> bool:
+        """Whether `start()` does anything (there is a budget or a deadline)."""
+        return self._budget is not None or self._schedule.deadline is not None
+
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether the policy retries `exc` (by type, status code or message)."""
         if not isinstance(exc, Exception):

@@ -545,7 +545,8 @@ impl RateLimiter {
     /// [`RateLimiter::try_acquire`] for a cost already validated with [`Quota::cost`].
     #[inline]
     pub fn try_acquire_cost(&self, cost: u64, now: u64) -> Decision {
-        self.counters.decide(self.take(cost, self.since_origin(now)))
+        self.counters
+            .decide(self.take(cost, self.since_origin(now)))
     }
 
     /// Reserves `n` tokens: admitted now, or queued for a slot at most `max_wait` ns away

@@ -32,6 +32,10 @@ fn type_name(v: &Bound<'_, PyAny>) -> String {
 
 /// Runs `f` with `obj` as a core key (borrowed whenever possible).
 pub(crate) fn with_key<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(Key<'_>) -> R) -> PyResult<R> {
+    if let Some(k) = fast_key(obj) {
+        return Ok(f(k));
+    }
+    // Subclasses, strings with lone surrogates, ints outside i64, and refusals.
     if let Ok(s) = obj.cast::<PyString>() {
         if let Ok(text) = s.to_str() {
             return Ok(f(Key::Str(text.as_bytes())));

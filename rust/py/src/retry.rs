@@ -340,6 +340,12 @@ impl PyRetryEngine {
         self.begin()
     }
 
+    /// Whether `start()` does anything (there is a budget or a deadline).
+    #[getter]
+    fn needs_start(&self) -> bool {
+        self.budget.is_some() || self.timed()
+    }
+
     /// The delay before the next attempt after attempt `attempt` failed, or `None` to stop.
     #[pyo3(signature = (attempt, exc, start, previous))]
     fn decide(
