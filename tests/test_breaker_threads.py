@@ -106,14 +106,15 @@ def test_reg_B1_64_threads_at_the_half_open_instant_let_at_most_max_calls_in(
     transitions: list[tuple[CircuitState, CircuitState]] = []
     b.add_listener(lambda name, old, new: transitions.append((old, new)))
     b.force_open()
-    lock = threading.Lock()
+    changed = threading.Condition()
     counts = {"entered": 0, "rejected": 0}
     release = threading.Event()
     retry_afters: set[float] = set()
 
     def work() -> None:
-        with lock:
+        with changed:
             counts["entered"] += 1
+            changed.notify_all()
         assert release.wait(timeout=10)
 
     guarded = b(work)
@@ -126,22 +127,21 @@ def test_reg_B1_64_threads_at_the_half_open_instant_let_at_most_max_calls_in(
                 with b:
                     work()
         except CircuitOpenError as e:
-            with lock:
+            with changed:
                 counts["rejected"] += 1
                 retry_afters.add(e.retry_after)
+                changed.notify_all()
 
     start = threading.Barrier(65)
     runner = threading.Thread(target=run_threads, args=(64, target, start))
     runner.start()
     clock.advance(30.0)  # the half-open instant, while all 64 wait at the barrier
     start.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with lock:
-            if counts["entered"] + counts["rejected"] == 64:
-                break
-        time.sleep(0.001)
-    with lock:
+    with changed:
+        # Every thread has either entered the function or been rejected (no polling).
+        changed.wait_for(
+            lambda: counts["entered"] + counts["rejected"] == 64, timeout=10
+        )
         entered, rejected = counts["entered"], counts["rejected"]
     # The rejected callers came back at once, while the admitted ones were still inside.
     assert (entered, rejected) == (max_calls, 64 - max_calls)
