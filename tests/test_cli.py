@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import riprap
 from riprap._cli import main
 
@@ -68,3 +70,16 @@ def test_bench_json_measures_riprap(capsys: object, monkeypatch: object) -> None
     }
     assert all(r["backend"] == riprap.backend() for r in rows)
     assert all(r["bare_ns"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("command", ["dlq", "serve"])
+def test_commands_not_built_yet_say_so(command: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "riprap", command, "--db", "x.sqlite3", "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "not implemented yet" in proc.stderr
+    assert "SPEC" in proc.stderr

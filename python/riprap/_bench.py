@@ -95,15 +95,6 @@ class Result:
     bare_ns: float
     samples: int
 
-    @property
-    def times_bare(self) -> float:
-        """Cost as a multiple of the bare call."""
-        return (
-            (self.added_ns + self.bare_ns) / self.bare_ns
-            if self.bare_ns
-            else float("nan")
-        )
-
 
 def _timed_loop(fn: Thunk, n: int) -> int:
     t0 = time.perf_counter_ns()

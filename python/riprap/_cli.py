@@ -1,4 +1,4 @@
-"""The `riprap` command: `demo`, `bench`."""
+"""The `riprap` command: `demo`, `bench` (and `dlq`, `serve`, not built yet)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,17 @@ commands:
   demo    run a simulated fleet of flaky agents through riprap's policies and print the
           resilience statistics (--quick for a short run)
   bench   measure riprap against the pure-Python reference backend and the installed peers
-          (tenacity, stamina, backoff) and print the comparison table
+          (tenacity, stamina, backoff, pybreaker, circuitbreaker, aiobreaker, purgatory,
+          limits, pyrate-limiter, aiolimiter) and print the comparison tables
+  dlq     inspect and replay the dead-letter queue (SPEC §11): not implemented yet
+  serve   serve /metrics, /health and a dashboard (SPEC §13): not implemented yet
 """
+
+#: Commands the SPEC names that are not built yet, and the section that describes them.
+NOT_YET = {
+    "dlq": "the dead-letter queue (SPEC §11)",
+    "serve": "the metrics endpoint and dashboard (SPEC §13)",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip measuring the pure-Python reference backend (a child process)",
     )
+    for name, what in NOT_YET.items():
+        sub.add_parser(name, help=f"{what}: not implemented yet")
     return p
 
 
@@ -77,12 +88,21 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `riprap` console script and `python -m riprap`."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in NOT_YET:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "demo":
         from ._demo import run
 
         return run(quick=args.quick, seed=args.seed, calls=args.calls)
     if args.command == "bench":
         return _bench(args)
-    _parser().print_help()
+    if args.command in NOT_YET:
+        print(
+            f"riprap {args.command}: {NOT_YET[args.command]} is not implemented yet",
+            file=sys.stderr,
+        )
+        return 2
+    parser.print_help()
     return 0 if argv is not None or len(sys.argv) > 1 else 2

@@ -86,11 +86,6 @@ impl Rng {
         seed.map_or_else(Self::from_entropy, Self::seeded)
     }
 
-    /// Whether this generator was given a seed.
-    pub fn is_seeded(&self) -> bool {
-        self.seeded
-    }
-
     /// The next 64 random bits.
     #[inline]
     pub fn next_u64(&self) -> u64 {
