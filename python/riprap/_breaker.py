@@ -51,8 +51,6 @@ logger.addHandler(logging.NullHandler())  # a library never configures logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-STORAGE_ERROR_MODES = ("local", "fail_open", "fail_closed")
-
 
 class CircuitState(enum.Enum):
     """A circuit breaker's state; `.value` is the string `get_stats()` reports."""
@@ -227,11 +225,7 @@ class CircuitBreaker:
             raise TypeError(
                 f"config must be a CircuitBreakerConfig, got {type(config).__name__}"
             )
-        if on_storage_error not in STORAGE_ERROR_MODES:
-            raise ValueError(
-                "on_storage_error must be one of 'local', 'fail_open', 'fail_closed', "
-                f"got {on_storage_error!r}"
-            )
+        v.storage_error_mode(on_storage_error)
         if storage is not None:
             raise NotImplementedError(
                 "CircuitBreaker(storage=...): Redis storage (SPEC §14) is not implemented yet"

@@ -293,6 +293,7 @@ class RateLimiter:
         on_limit: str = "wait",
         clock: ManualClock | None = None,
         storage: object = None,
+        on_storage_error: str | None = None,
     ) -> Self: ...
     def try_acquire(self, n: int = 1) -> bool:
         """Takes `n` tokens if they are available now; never waits."""
@@ -352,6 +353,7 @@ class KeyedRateLimiter:
         idle_ttl: float | None = None,
         clock: ManualClock | None = None,
         storage: object = None,
+        on_storage_error: str | None = None,
     ) -> Self: ...
     def try_acquire(self, key: object, n: int = 1) -> bool:
         """Takes `n` tokens from `key`'s bucket if they are available now; never waits."""

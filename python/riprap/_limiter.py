@@ -138,6 +138,8 @@ class RateLimiter(core.RateLimiter):
             "raise" `RateLimitExceeded(name, retry_after)` at once.
         clock: A `riprap.testing.ManualClock` (waits then advance it instead of sleeping).
         storage: Shared (Redis) state, SPEC §14: not implemented yet; must be None.
+        on_storage_error: "local" (default), "fail_open" or "fail_closed": what to do when
+            the storage fails (SPEC §14). Validated now; it takes effect with `storage`.
 
     `get_stats()` returns `name`, `rate`, `burst`, and the counters since creation: `admitted`
     (requests granted, at once or after waiting), `rejected` (`try_acquire` returned False, or
@@ -228,6 +230,8 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
             room is needed).
         clock: A `riprap.testing.ManualClock`.
         storage: Shared (Redis) state, SPEC §14: not implemented yet; must be None.
+        on_storage_error: "local" (default), "fail_open" or "fail_closed": what to do when
+            the storage fails (SPEC §14). Validated now; it takes effect with `storage`.
 
     `get_stats()` returns what `RateLimiter.get_stats()` does, over all keys, plus `keys` (tracked
     now) and `evicted` (keys forgotten to bound memory since creation).

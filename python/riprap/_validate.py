@@ -23,6 +23,7 @@ __all__ = [
     "optional_number",
     "py_float",
     "secs_to_nanos",
+    "storage_error_mode",
     "strings",
 ]
 
@@ -138,3 +139,22 @@ def secs_to_nanos(seconds: float) -> int:
     if x >= 18446744073709551616.0:
         return U64_MAX
     return max(0, math.floor(x))
+
+
+STORAGE_ERROR_MODES = ("local", "fail_open", "fail_closed")
+
+
+def storage_error_mode(value: object) -> str:
+    """`on_storage_error=` (SPEC §14, §18): "local" (the default), "fail_open" or "fail_closed".
+
+    It only takes effect with `storage=`, which is not implemented yet.
+    """
+    if value is None:
+        return "local"
+    if not isinstance(value, str):
+        raise TypeError(f"on_storage_error must be a str, got {_type_name(value)}")
+    if value not in STORAGE_ERROR_MODES:
+        raise ValueError(
+            f"on_storage_error must be one of 'local', 'fail_open', 'fail_closed', got '{value}'"
+        )
+    return value

@@ -73,6 +73,7 @@ class KeyedRateLimiter:
         idle_ttl: float | None = None,
         clock: object = None,
         storage: object = None,
+        on_storage_error: str | None = None,
     ) -> None:
         self._quota = quota_arg(rate, burst)
         self._name = name_arg(name)
@@ -88,7 +89,7 @@ class KeyedRateLimiter:
             self._ttl = max(1, secs_to_nanos(seconds))
         self._clock = clock_of(clock)
         self._clock_obj = clock
-        no_storage("KeyedRateLimiter", storage)
+        no_storage("KeyedRateLimiter", storage, on_storage_error)
         self._origin = self._clock.now_ns()
         self._tats: dict[Key, int] = {}
         self._waiters: dict[Key, Waiters] = {}

@@ -18,7 +18,14 @@ from fractions import Fraction
 from typing import Any
 
 from .._errors import RateLimitExceeded
-from .._validate import U64_MAX, check_float, number, py_float, secs_to_nanos
+from .._validate import (
+    U64_MAX,
+    check_float,
+    number,
+    py_float,
+    secs_to_nanos,
+    storage_error_mode,
+)
 from ._clock import ManualClock, Monotonic, clock_of
 from ._wrapper import NativeWrapper
 
@@ -160,8 +167,12 @@ def raises(value: object) -> bool:
     return value == "raise"
 
 
-def no_storage(what: str, storage: object) -> None:
-    """`storage=`: only None until Redis storage lands (SPEC §14)."""
+def no_storage(what: str, storage: object, on_storage_error: object) -> None:
+    """`storage=` must be None until Redis storage lands (SPEC §14).
+
+    `on_storage_error=` is validated now and takes effect with it.
+    """
+    storage_error_mode(on_storage_error)
     if storage is not None:
         raise NotImplementedError(
             f"{what}(storage=...): Redis storage (SPEC §14) is not implemented yet"
@@ -361,13 +372,14 @@ class RateLimiter:
         on_limit: str = "wait",
         clock: object = None,
         storage: object = None,
+        on_storage_error: str | None = None,
     ) -> None:
         self._quota = quota_arg(rate, burst)
         self._name = name_arg(name)
         self._raise = raises(on_limit)
         self._clock = clock_of(clock)
         self._clock_obj = clock
-        no_storage("RateLimiter", storage)
+        no_storage("RateLimiter", storage, on_storage_error)
         self._origin = self._clock.now_ns()
         self._tat = 0
         self._lock = threading.Lock()

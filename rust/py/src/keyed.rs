@@ -143,8 +143,8 @@ impl PyKeyedRateLimiter {
 impl PyKeyedRateLimiter {
     #[new]
     #[pyo3(
-        signature = (rate, burst = None, *, name = None, max_keys = None, idle_ttl = None, clock = None, storage = None),
-        text_signature = "(rate, burst=None, *, name=None, max_keys=1000000, idle_ttl=None, clock=None, storage=None)"
+        signature = (rate, burst = None, *, name = None, max_keys = None, idle_ttl = None, clock = None, storage = None, on_storage_error = None),
+        text_signature = "(rate, burst=None, *, name=None, max_keys=1000000, idle_ttl=None, clock=None, storage=None, on_storage_error=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -155,6 +155,7 @@ impl PyKeyedRateLimiter {
         idle_ttl: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
         storage: Option<&Bound<'_, PyAny>>,
+        on_storage_error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let quota: Quota = extract_quota(rate, burst)?;
         let name = extract_name(name)?;
@@ -185,7 +186,7 @@ impl PyKeyedRateLimiter {
             _ => None,
         };
         let core_clock = extract_clock(clock)?;
-        no_storage("KeyedRateLimiter", storage)?;
+        no_storage("KeyedRateLimiter", storage, on_storage_error)?;
         let inner = KeyedRateLimiter::new(quota, max_keys, idle_ttl, core_clock.now())
             .map_err(config_error)?;
         Ok(Self {

@@ -138,8 +138,28 @@ pub(crate) fn raises(v: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
     }
 }
 
-/// `storage=`: only `None` until Redis storage lands.
-pub(crate) fn no_storage(what: &str, storage: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+/// `storage=`: only `None` until Redis storage lands (SPEC §14); `on_storage_error=` ("local",
+/// "fail_open" or "fail_closed") is validated now and takes effect with it. Messages match
+/// `riprap._validate.storage_error_mode`.
+pub(crate) fn no_storage(
+    what: &str,
+    storage: Option<&Bound<'_, PyAny>>,
+    on_storage_error: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    if let Some(mode) = on_storage_error.filter(|m| !m.is_none()) {
+        let Ok(mode) = mode.cast::<PyString>() else {
+            return Err(PyTypeError::new_err(format!(
+                "on_storage_error must be a str, got {}",
+                mode.get_type().name()?
+            )));
+        };
+        let mode = mode.to_cow()?;
+        if !["local", "fail_open", "fail_closed"].contains(&mode.as_ref()) {
+            return Err(PyValueError::new_err(format!(
+                "on_storage_error must be one of 'local', 'fail_open', 'fail_closed', got '{mode}'"
+            )));
+        }
+    }
     match storage {
         Some(s) if !s.is_none() => Err(PyNotImplementedError::new_err(format!(
             "{what}(storage=...): Redis storage (SPEC §14) is not implemented yet"
@@ -294,9 +314,10 @@ impl PyRateLimiter {
 impl PyRateLimiter {
     #[new]
     #[pyo3(
-        signature = (rate, burst = None, *, name = None, on_limit = None, clock = None, storage = None),
-        text_signature = "(rate, burst=None, *, name=None, on_limit='wait', clock=None, storage=None)"
+        signature = (rate, burst = None, *, name = None, on_limit = None, clock = None, storage = None, on_storage_error = None),
+        text_signature = "(rate, burst=None, *, name=None, on_limit='wait', clock=None, storage=None, on_storage_error=None)"
     )]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         rate: &Bound<'_, PyAny>,
         burst: Option<&Bound<'_, PyAny>>,
@@ -304,12 +325,13 @@ impl PyRateLimiter {
         on_limit: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
         storage: Option<&Bound<'_, PyAny>>,
+        on_storage_error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let quota = self::quota(rate, burst)?;
         let name = self::name(name)?;
         let raise_on_limit = raises(on_limit)?;
         let core_clock = extract_clock(clock)?;
-        no_storage("RateLimiter", storage)?;
+        no_storage("RateLimiter", storage, on_storage_error)?;
         Ok(Self {
             inner: RateLimiter::new(quota, core_clock.now()),
             clock: core_clock,
