@@ -256,3 +256,52 @@ def test_construction_agrees_at_the_edges(rate: float, burst: float | None) -> N
     a = outcome(lambda: _core.RateLimiter(rate, burst).get_stats())
     b = outcome(lambda: _reference.RateLimiter(rate, burst).get_stats())
     assert a == b
+
+
+@pytest.mark.parametrize(
+    ("max_keys", "ttl", "span"),
+    [
+        (
+            2000,
+            None,
+            6000,
+        ),  # full: busy keys forgotten under pressure (removal mid-run)
+        (
+            8191,
+            None,
+            20000,
+        ),  # grows to thousands, then idle keys forgotten (rebuilt smaller)
+        (8191, None, 3000),  # grows without eviction
+        (3000, 0.5, 5000),  # idle_ttl sweeps
+        (1, None, 3),
+    ],
+)
+def test_thousands_of_int_keys_grow_evict_and_shrink_identically(
+    max_keys: int, ttl: float | None, span: int
+) -> None:
+    """Many `int` keys in one shard (max_keys < 8192): the Rust int table grows, forgets busy
+    keys under pressure, forgets idle ones and sweeps by `idle_ttl`, and must still decide
+    exactly as the reference's dict does."""
+    rng = random.Random(max_keys ^ span)
+    pair = Pair(
+        lambda m, c: m.KeyedRateLimiter(
+            10.0, 3.0, max_keys=max_keys, idle_ttl=ttl, clock=c
+        )
+    )
+    assert pair.results[0][0] == "ok", pair.results
+    # The keys next to the empty-slot marker and the extremes, now and then.
+    extremes = [-(2**63), -(2**63) + 1, 2**63 - 1, -1, 0]
+    most = 0
+    for step in range(20_000):
+        key = (
+            rng.choice(extremes) if rng.random() < 0.01 else rng.randrange(-span, span)
+        )
+        n = rng.randint(1, 3)
+        pair.same(lambda o: o.try_acquire(key, n))
+        if rng.random() < 0.001:
+            pair.advance(rng.choice([NS // 20, NS, 2 * NS]))
+        if step % 250 == 0:
+            pair.same(lambda o: (len(o), o.get_stats()))
+            most = max(most, len(pair.objs[0]))
+    pair.same(lambda o: (len(o), o.get_stats()))
+    assert most >= min(max_keys, span) // 2  # the table did grow
