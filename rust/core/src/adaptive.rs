@@ -16,10 +16,11 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::error::ConfigError;
+use crate::fork::ForkLocal;
 
 /// Results remembered per operation.
 pub const HISTORY: u8 = 100;
@@ -94,7 +95,8 @@ struct Operations {
 #[derive(Debug)]
 pub struct AdaptiveBackoff {
     backoff: Backoff,
-    ops: Mutex<Operations>,
+    /// What a forked child starts afresh (no history).
+    ops: ForkLocal<Mutex<Operations>>,
 }
 
 impl AdaptiveBackoff {
@@ -105,7 +107,7 @@ impl AdaptiveBackoff {
     pub fn new(cfg: BackoffConfig, seed: Option<u64>) -> Result<Self, ConfigError> {
         Ok(Self {
             backoff: Backoff::new(cfg, seed)?,
-            ops: Mutex::new(Operations::default()),
+            ops: ForkLocal::new(Mutex::default()),
         })
     }
 
@@ -114,9 +116,17 @@ impl AdaptiveBackoff {
         &self.backoff
     }
 
+    fn ops(&self) -> MutexGuard<'_, Operations> {
+        // Nothing panics while the lock is held; recover from poisoning anyway.
+        self.ops
+            .get(|_| Mutex::default())
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The success rate of `operation` over its last 100 results.
     pub fn success_rate(&self, operation: &str) -> f64 {
-        let ops = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
+        let ops = self.ops();
         ops.map
             .get(operation)
             .map_or(DEFAULT_SUCCESS_RATE, SuccessHistory::rate)
@@ -124,7 +134,7 @@ impl AdaptiveBackoff {
 
     /// Records a result for `operation`.
     pub fn record(&self, operation: &str, success: bool) {
-        let mut ops = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ops = self.ops();
         if let Some(h) = ops.map.get_mut(operation) {
             h.record(success);
             return;
@@ -142,11 +152,7 @@ impl AdaptiveBackoff {
 
     /// Operation ids tracked.
     pub fn operations(&self) -> usize {
-        self.ops
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .len()
+        self.ops().map.len()
     }
 
     /// The delay after failed attempt `attempt` of `operation`.

@@ -54,6 +54,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::clock::secs_to_nanos;
 use crate::error::{ConfigError, check_float, check_int};
+use crate::fork::ForkLocal;
 use crate::window::{Counts, Window};
 
 /// Source of breaker ids (each permit names its breaker).
@@ -345,9 +346,47 @@ pub struct CircuitBreaker {
     config: BreakerConfig,
     timeout: u64,
     slow: Option<u64>,
+    /// An empty window of the configured span (a forked child starts from a copy).
+    empty_window: Window,
+    shared: ForkLocal<Shared>,
+}
+
+/// The breaker's state: what a forked child starts afresh (closed, empty window, no totals).
+#[derive(Debug)]
+struct Shared {
     /// `generation << 2 | state bits`, written under the lock at every change.
     published: AtomicU64,
     inner: Mutex<Inner>,
+}
+
+impl Shared {
+    /// A closed breaker in `generation`.
+    fn closed(window: Window, generation: u64) -> Self {
+        Self {
+            published: AtomicU64::new((generation << 2) | State::Closed.bits()),
+            inner: Mutex::new(Inner {
+                phase: Phase::Closed,
+                generation,
+                window,
+                consecutive_failures: 0,
+                last_failure: None,
+                open_since: None,
+                totals: Totals::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing panics while the lock is held; recover from poisoning anyway.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, s: &Inner) {
+        self.published.store(
+            (s.generation << 2) | s.phase.state().bits(),
+            Ordering::Release,
+        );
+    }
 }
 
 impl CircuitBreaker {
@@ -367,16 +406,8 @@ impl CircuitBreaker {
             config,
             timeout,
             slow,
-            published: AtomicU64::new(State::Closed.bits()),
-            inner: Mutex::new(Inner {
-                phase: Phase::Closed,
-                generation: 0,
-                window,
-                consecutive_failures: 0,
-                last_failure: None,
-                open_since: None,
-                totals: Totals::default(),
-            }),
+            shared: ForkLocal::new(Shared::closed(window.clone(), 0)),
+            empty_window: window,
         })
     }
 
@@ -393,12 +424,17 @@ impl CircuitBreaker {
 
     /// The width of one window bucket in nanoseconds.
     pub fn bucket_width(&self) -> u64 {
-        self.lock().window.width()
+        self.empty_window.width()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Nothing panics while the lock is held; recover from poisoning anyway.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The state of this process. A forked child starts closed, in a generation after every
+    /// permit its parent issued, so a call admitted before the fork moves nothing in the child.
+    #[inline]
+    fn shared(&self) -> &Shared {
+        self.shared.get(|inherited| {
+            let generation = inherited.published.load(Ordering::Acquire) >> 2;
+            Shared::closed(self.empty_window.clone(), generation.wrapping_add(1))
+        })
     }
 
     /// Whether `permit` was issued by this breaker.
@@ -412,7 +448,7 @@ impl CircuitBreaker {
     /// [`acquire`](Self::acquire).
     #[inline]
     pub fn try_acquire_closed(&self, start: u64) -> Option<Permit> {
-        let word = self.published.load(Ordering::Acquire);
+        let word = self.shared().published.load(Ordering::Acquire);
         (word & 3 == State::Closed.bits()).then_some(Permit {
             owner: self.id,
             generation: word >> 2,
@@ -423,9 +459,10 @@ impl CircuitBreaker {
 
     /// Admit or reject a call at `now`.
     pub fn acquire(&self, now: u64) -> Admission {
-        let mut guard = self.lock();
+        let sh = self.shared();
+        let mut guard = sh.lock();
         let s = &mut *guard;
-        let transition = self.poll(s, now);
+        let transition = self.poll(sh, s, now);
         let generation = s.generation;
         match &mut s.phase {
             Phase::Closed => Admission::Admit {
@@ -458,7 +495,7 @@ impl CircuitBreaker {
                     *in_flight = 1;
                     *last_admit = now;
                     s.generation = s.generation.wrapping_add(1);
-                    self.publish(s);
+                    sh.publish(s);
                 } else {
                     s.totals.rejected = s.totals.rejected.saturating_add(1);
                     return Admission::Reject { retry_after: 0 };
@@ -484,7 +521,8 @@ impl CircuitBreaker {
         if permit.owner != self.id {
             return None; // another breaker's permit: nothing to count here
         }
-        let mut guard = self.lock();
+        let sh = self.shared();
+        let mut guard = sh.lock();
         let s = &mut *guard;
         let current = permit.generation == s.generation;
         let t = &mut s.totals;
@@ -516,7 +554,7 @@ impl CircuitBreaker {
             Phase::Closed => {
                 debug_assert!(!permit.trial);
                 if self.trips(s) {
-                    return Some(self.open(s, now));
+                    return Some(Self::open(sh, s, now));
                 }
                 None
             }
@@ -527,12 +565,12 @@ impl CircuitBreaker {
             } => {
                 debug_assert!(permit.trial);
                 if failed {
-                    return Some(self.open(s, now));
+                    return Some(Self::open(sh, s, now));
                 }
                 *in_flight = in_flight.saturating_sub(1);
                 *successes += 1;
                 if *successes >= self.config.success_threshold {
-                    return Some(self.close(s));
+                    return Some(Self::close(sh, s));
                 }
                 None
             }
@@ -549,7 +587,8 @@ impl CircuitBreaker {
         if permit.owner != self.id {
             return;
         }
-        let mut guard = self.lock();
+        let sh = self.shared();
+        let mut guard = sh.lock();
         let s = &mut *guard;
         s.totals.cancelled = s.totals.cancelled.saturating_add(1);
         if permit.generation == s.generation
@@ -561,16 +600,18 @@ impl CircuitBreaker {
 
     /// The state at `now` (a due OPEN → HALF_OPEN happens here) and the transition made.
     pub fn state(&self, now: u64) -> (State, Option<Transition>) {
-        let mut guard = self.lock();
-        let transition = self.poll(&mut guard, now);
+        let sh = self.shared();
+        let mut guard = sh.lock();
+        let transition = self.poll(sh, &mut guard, now);
         (guard.phase.state(), transition)
     }
 
     /// A snapshot at `now` (a due OPEN → HALF_OPEN happens here) and the transition made.
     pub fn stats(&self, now: u64) -> (BreakerStats, Option<Transition>) {
-        let mut guard = self.lock();
+        let sh = self.shared();
+        let mut guard = sh.lock();
         let s = &mut *guard;
-        let transition = self.poll(s, now);
+        let transition = self.poll(sh, s, now);
         let (opened_at, retry_after, in_flight, successes) = match s.phase {
             Phase::Closed => (None, 0, 0, 0),
             Phase::Open { opened_at } => (
@@ -604,7 +645,8 @@ impl CircuitBreaker {
     /// Back to CLOSED with an empty window and no consecutive failures; calls in flight become
     /// an earlier generation. Lifetime totals are kept.
     pub fn reset(&self) -> Option<Transition> {
-        let mut guard = self.lock();
+        let sh = self.shared();
+        let mut guard = sh.lock();
         let s = &mut *guard;
         let from = s.phase.state();
         s.window.clear();
@@ -612,7 +654,7 @@ impl CircuitBreaker {
         s.open_since = None;
         s.phase = Phase::Closed;
         s.generation = s.generation.wrapping_add(1);
-        self.publish(s);
+        sh.publish(s);
         (from != State::Closed).then_some(Transition {
             from,
             to: State::Closed,
@@ -622,15 +664,16 @@ impl CircuitBreaker {
     /// Opens the breaker at `now` as if it had just tripped: it rejects for `timeout`, then
     /// half-opens as usual.
     pub fn force_open(&self, now: u64) -> Option<Transition> {
-        let mut guard = self.lock();
+        let sh = self.shared();
+        let mut guard = sh.lock();
         let s = &mut *guard;
         let from = s.phase.state();
-        let t = self.open(s, now);
+        let t = Self::open(sh, s, now);
         (from != State::Open).then_some(t)
     }
 
     /// A due OPEN → HALF_OPEN.
-    fn poll(&self, s: &mut Inner, now: u64) -> Option<Transition> {
+    fn poll(&self, sh: &Shared, s: &mut Inner, now: u64) -> Option<Transition> {
         if let Phase::Open { opened_at } = s.phase
             && now.saturating_sub(opened_at) >= self.timeout
         {
@@ -640,7 +683,7 @@ impl CircuitBreaker {
                 last_admit: now,
             };
             s.generation = s.generation.wrapping_add(1);
-            self.publish(s);
+            sh.publish(s);
             return Some(Transition {
                 from: State::Open,
                 to: State::HalfOpen,
@@ -662,36 +705,29 @@ impl CircuitBreaker {
             || (self.slow.is_some() && w.slow_rate() >= c.slow_call_rate_threshold)
     }
 
-    fn open(&self, s: &mut Inner, now: u64) -> Transition {
+    fn open(sh: &Shared, s: &mut Inner, now: u64) -> Transition {
         let from = s.phase.state();
         s.phase = Phase::Open { opened_at: now };
         s.open_since.get_or_insert(now);
         s.generation = s.generation.wrapping_add(1);
-        self.publish(s);
+        sh.publish(s);
         Transition {
             from,
             to: State::Open,
         }
     }
 
-    fn close(&self, s: &mut Inner) -> Transition {
+    fn close(sh: &Shared, s: &mut Inner) -> Transition {
         let from = s.phase.state();
         s.phase = Phase::Closed;
         s.window.clear();
         s.consecutive_failures = 0;
         s.open_since = None;
         s.generation = s.generation.wrapping_add(1);
-        self.publish(s);
+        sh.publish(s);
         Transition {
             from,
             to: State::Closed,
         }
-    }
-
-    fn publish(&self, s: &Inner) {
-        self.published.store(
-            (s.generation << 2) | s.phase.state().bits(),
-            Ordering::Release,
-        );
     }
 }

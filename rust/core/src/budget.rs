@@ -22,6 +22,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::clock::secs_to_nanos;
 use crate::error::{ConfigError, check_float};
+use crate::fork::ForkLocal;
 
 const BUCKETS: usize = 10;
 
@@ -79,7 +80,8 @@ pub struct RetryBudget {
     min_per_second: f64,
     window: f64,
     bucket_ns: u64,
-    state: Mutex<State>,
+    /// What a forked child starts afresh (an empty window).
+    state: ForkLocal<Mutex<State>>,
 }
 
 impl RetryBudget {
@@ -99,7 +101,7 @@ impl RetryBudget {
             min_per_second,
             window,
             bucket_ns,
-            state: Mutex::new(State::default()),
+            state: ForkLocal::new(Mutex::new(State::default())),
         })
     }
 
@@ -110,7 +112,11 @@ impl RetryBudget {
 
     fn locked(&self, now: u64) -> std::sync::MutexGuard<'_, State> {
         // Nothing panics while the lock is held, so poisoning cannot happen; recover anyway.
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self
+            .state
+            .get(|_| Mutex::default())
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         s.rotate(now / self.bucket_ns);
         s
     }

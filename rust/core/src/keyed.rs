@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::error::{ConfigError, check_float, check_int};
+use crate::fork::ForkLocal;
 use crate::limiter::{Counters, Decision, LimiterStats, Quota, Reservation, Waiters};
 use shard::{Part, Shard, Tats, with_table};
 
@@ -78,16 +79,45 @@ pub struct KeyedRateLimiter {
     origin: u64,
     max_keys: u64,
     idle_ttl: Option<u64>,
-    shards: Box<[Mutex<Shard>]>,
     shard_bits: u32,
     shard_cap: usize,
     hasher: RandomState,
     /// Keyed multiply for spreading `int` keys over shards (the tables hash them with SipHash).
     spread: u64,
+    store: ForkLocal<Store>,
+}
+
+/// The keys, their buckets and the counters: what a forked child starts afresh.
+#[derive(Debug)]
+struct Store {
+    shards: Box<[Mutex<Shard>]>,
     keys: AtomicU64,
     evicted: AtomicU64,
+    /// The last ticket handed out; a forked child goes on from its parent's.
     next_ticket: AtomicU64,
     counters: Counters,
+}
+
+impl Store {
+    fn new(shards: usize, hasher: &RandomState, idle_ttl: Option<u64>, next_ticket: u64) -> Self {
+        let first_sweep = idle_ttl.unwrap_or(u64::MAX);
+        Self {
+            shards: (0..shards)
+                .map(|_| Mutex::new(Shard::new(hasher, first_sweep)))
+                .collect(),
+            keys: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            next_ticket: AtomicU64::new(next_ticket),
+            counters: Counters::default(),
+        }
+    }
+
+    fn forgot(&self, n: usize) {
+        if n > 0 {
+            self.keys.fetch_sub(n as u64, Ordering::Relaxed);
+            self.evicted.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 impl KeyedRateLimiter {
@@ -120,24 +150,17 @@ impl KeyedRateLimiter {
         }
         let shards = Self::shard_count(max_keys);
         let hasher = RandomState::new();
-        let first_sweep = idle_ttl.unwrap_or(u64::MAX);
         let spread = hasher.hash_one(0x5eed_u64) | 1;
         Ok(Self {
             quota,
             origin: now,
             max_keys,
             idle_ttl,
-            shards: (0..shards)
-                .map(|_| Mutex::new(Shard::new(&hasher, first_sweep)))
-                .collect(),
             shard_bits: shards.trailing_zeros(),
             shard_cap: usize::try_from(max_keys.div_ceil(shards as u64)).unwrap_or(usize::MAX),
+            store: ForkLocal::new(Store::new(shards, &hasher, idle_ttl, 0)),
             hasher,
             spread,
-            keys: AtomicU64::new(0),
-            evicted: AtomicU64::new(0),
-            next_ticket: AtomicU64::new(0),
-            counters: Counters::default(),
         })
     }
 
@@ -161,8 +184,21 @@ impl KeyedRateLimiter {
         now.saturating_sub(self.origin)
     }
 
+    /// The keys of this process (a forked child starts with none).
     #[inline]
-    fn shard(&self, key: Key<'_>) -> MutexGuard<'_, Shard> {
+    fn store(&self) -> &Store {
+        self.store.get(|inherited| {
+            Store::new(
+                1 << self.shard_bits,
+                &self.hasher,
+                self.idle_ttl,
+                inherited.next_ticket.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    #[inline]
+    fn shard<'a>(&self, store: &'a Store, key: Key<'_>) -> MutexGuard<'a, Shard> {
         let index = if self.shard_bits == 0 {
             0
         } else {
@@ -175,32 +211,32 @@ impl KeyedRateLimiter {
             (h >> (64 - self.shard_bits)) as usize
         };
         // Nothing panics while a shard is locked; recover from poisoning anyway.
-        self.shards[index]
+        store.shards[index]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn forgot(&self, n: usize) {
-        if n > 0 {
-            self.keys.fetch_sub(n as u64, Ordering::Relaxed);
-            self.evicted.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    }
-
     /// The `idle_ttl` sweep, when one is due for this shard.
-    fn sweep(&self, shard: &mut Shard, now: u64) {
+    fn sweep(&self, store: &Store, shard: &mut Shard, now: u64) {
         if let Some(ttl) = self.idle_ttl
             && now >= shard.next_sweep
         {
             let n = shard.forget(|tat| now.saturating_sub(tat) >= ttl);
-            self.forgot(n);
+            store.forgot(n);
             shard.next_sweep = now.saturating_add(ttl);
         }
     }
 
     /// Takes `cost` for `key` if available; inserts a new key (making room first). `Err(wait)`.
-    fn take(&self, shard: &mut Shard, key: Key<'_>, cost: u64, now: u64) -> Result<(), u64> {
-        self.sweep(shard, now);
+    fn take(
+        &self,
+        store: &Store,
+        shard: &mut Shard,
+        key: Key<'_>,
+        cost: u64,
+        now: u64,
+    ) -> Result<(), u64> {
+        self.sweep(store, shard, now);
         // One probe for the common case, an existing key.
         let existing = with_table!(shard, key, |t, k| t.tats.get_mut(k).map(|slot| {
             match self.quota.schedule(*slot, now, cost) {
@@ -220,9 +256,9 @@ impl KeyedRateLimiter {
             return Err(u64::MAX);
         };
         let freed = shard.make_room(now, self.shard_cap);
-        self.forgot(freed);
+        store.forgot(freed);
         with_table!(shard, key, |t, k| t.tats.insert(k, end));
-        self.keys.fetch_add(1, Ordering::Relaxed);
+        store.keys.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -238,8 +274,9 @@ impl KeyedRateLimiter {
     /// [`KeyedRateLimiter::try_acquire`] for a cost already validated with [`Quota::cost`].
     pub fn try_acquire_cost(&self, key: Key<'_>, cost: u64, now: u64) -> Decision {
         let now = self.since_origin(now);
-        let taken = self.take(&mut self.shard(key), key, cost, now);
-        self.counters.decide(taken)
+        let store = self.store();
+        let taken = self.take(store, &mut self.shard(store, key), key, cost, now);
+        store.counters.decide(taken)
     }
 
     /// Reserves `n` tokens of `key`: admitted now, queued for a slot at most `max_wait` ns away
@@ -267,24 +304,25 @@ impl KeyedRateLimiter {
         max_wait: Option<u64>,
     ) -> Reservation {
         let now = self.since_origin(now);
-        let mut shard = self.shard(key);
-        let wait = match self.take(&mut shard, key, cost, now) {
+        let store = self.store();
+        let mut shard = self.shard(store, key);
+        let wait = match self.take(store, &mut shard, key, cost, now) {
             Ok(()) => {
-                self.counters.admit();
+                store.counters.admit();
                 return Reservation::Admitted;
             }
             Err(wait) => wait,
         };
         if wait == u64::MAX || max_wait.is_some_and(|m| wait > m) {
-            self.counters.reject();
+            store.counters.reject();
             return Reservation::Refused { wait };
         }
         // `take` refused, so the key exists: queue behind its TAT.
-        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed) + 1;
+        let ticket = store.next_ticket.fetch_add(1, Ordering::Relaxed) + 1;
         with_table!(shard, key, |t, k| {
             let tat = t.tats.get(k).unwrap_or(0);
             let Some((end, wait)) = self.quota.schedule(tat, now, cost) else {
-                self.counters.reject();
+                store.counters.reject();
                 return Reservation::Refused { wait: u64::MAX };
             };
             t.tats.insert(k, end);
@@ -302,7 +340,8 @@ impl KeyedRateLimiter {
     /// Nanoseconds until the slot of `ticket` on `key` (0: due now, or not pending).
     pub fn remaining(&self, key: Key<'_>, ticket: u64, now: u64) -> u64 {
         let now = self.since_origin(now);
-        let mut shard = self.shard(key);
+        let store = self.store();
+        let mut shard = self.shard(store, key);
         let end = with_table!(shard, key, |t, k| t
             .waiters
             .get(k)
@@ -315,7 +354,8 @@ impl KeyedRateLimiter {
 
     /// The waiter holding `ticket` on `key` proceeded.
     pub fn complete(&self, key: Key<'_>, ticket: u64) {
-        let mut shard = self.shard(key);
+        let store = self.store();
+        let mut shard = self.shard(store, key);
         let done = with_table!(shard, key, |t, k| {
             let Some(w) = t.waiters.get_mut(k) else {
                 return;
@@ -327,14 +367,15 @@ impl KeyedRateLimiter {
             done
         });
         if done {
-            self.counters.admit_waited();
+            store.counters.admit_waited();
         }
     }
 
     /// The waiter holding `ticket` on `key` gave up: give its reservation back if that is sound
     /// (see [`Waiters`]). Returns `true` when later waiters' slots moved earlier.
     pub fn cancel(&self, key: Key<'_>, ticket: u64) -> bool {
-        let mut shard = self.shard(key);
+        let store = self.store();
+        let mut shard = self.shard(store, key);
         with_table!(shard, key, |t, k| {
             let tat = t.tats.get(k);
             let Some(w) = t.waiters.get_mut(k) else {
@@ -359,7 +400,7 @@ impl KeyedRateLimiter {
 
     /// Keys tracked now.
     pub fn len(&self) -> usize {
-        usize::try_from(self.keys.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+        usize::try_from(self.store().keys.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
     /// Whether no key is tracked.
@@ -369,10 +410,11 @@ impl KeyedRateLimiter {
 
     /// Counters and size.
     pub fn stats(&self) -> KeyedStats {
+        let store = self.store();
         KeyedStats {
-            limiter: self.counters.snapshot(),
-            keys: self.keys.load(Ordering::Relaxed),
-            evicted: self.evicted.load(Ordering::Relaxed),
+            limiter: store.counters.snapshot(),
+            keys: store.keys.load(Ordering::Relaxed),
+            evicted: store.evicted.load(Ordering::Relaxed),
         }
     }
 }

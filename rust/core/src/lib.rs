@@ -23,6 +23,7 @@ pub mod breaker;
 pub mod budget;
 pub mod clock;
 pub mod error;
+pub mod fork;
 pub mod keyed;
 pub mod limiter;
 pub mod retry;
@@ -38,10 +39,11 @@ pub use breaker::{
 pub use budget::{BudgetStats, RetryBudget};
 pub use clock::{Clock, ManualClock, nanos_to_secs, secs_to_nanos};
 pub use error::{ConfigError, check_float, check_int};
+pub use fork::{ForkLocal, note_fork};
 pub use keyed::{Key, KeyedRateLimiter, KeyedStats};
 pub use limiter::{Decision, LimiterStats, Quota, RateLimiter, Reservation, Waiters};
 pub use retry::RetrySchedule;
-pub use rng::{Rng, note_fork};
+pub use rng::Rng;
 pub use window::{Counts, Window};
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::error::{ConfigError, check_float, py_float};
+use crate::fork::ForkLocal;
 
 const NANOS: u128 = 1_000_000_000;
 
@@ -462,10 +463,31 @@ impl Counters {
     }
 }
 
+/// The mutable state of a [`RateLimiter`]: what a forked child starts afresh.
 #[derive(Debug, Default)]
-struct Queue {
-    waiters: Waiters,
-    next_ticket: u64,
+struct Bucket {
+    tat: AtomicU64,
+    waiters: Mutex<Waiters>,
+    /// The last ticket handed out (written under the `waiters` lock).
+    next_ticket: AtomicU64,
+    counters: Counters,
+    cas_retries: AtomicU64,
+}
+
+impl Bucket {
+    /// A full bucket for a forked child. Tickets go on from the parent's, so a reservation
+    /// made before the fork is never mistaken for one made after it.
+    fn after_fork(inherited: &Self) -> Self {
+        Self {
+            next_ticket: AtomicU64::new(inherited.next_ticket.load(Ordering::Relaxed)),
+            ..Self::default()
+        }
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        // Nothing panics while the lock is held; recover from poisoning anyway.
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A thread-safe GCRA token bucket.
@@ -473,10 +495,7 @@ struct Queue {
 pub struct RateLimiter {
     quota: Quota,
     origin: u64,
-    tat: AtomicU64,
-    queue: Mutex<Queue>,
-    counters: Counters,
-    cas_retries: AtomicU64,
+    bucket: ForkLocal<Bucket>,
 }
 
 impl RateLimiter {
@@ -485,10 +504,7 @@ impl RateLimiter {
         Self {
             quota,
             origin: now,
-            tat: AtomicU64::new(0),
-            queue: Mutex::new(Queue::default()),
-            counters: Counters::default(),
-            cas_retries: AtomicU64::new(0),
+            bucket: ForkLocal::new(Bucket::default()),
         }
     }
 
@@ -502,27 +518,25 @@ impl RateLimiter {
         now.saturating_sub(self.origin)
     }
 
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        // Nothing panics while the lock is held; recover from poisoning anyway.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    #[inline]
+    fn bucket(&self) -> &Bucket {
+        self.bucket.get(Bucket::after_fork)
     }
 
     /// Takes `cost` ns of tokens if they are available now (lock-free); else the wait.
     #[inline]
-    fn take(&self, cost: u64, now: u64) -> Result<(), u64> {
-        let mut tat = self.tat.load(Ordering::Acquire);
+    fn take(&self, b: &Bucket, cost: u64, now: u64) -> Result<(), u64> {
+        let mut tat = b.tat.load(Ordering::Acquire);
         loop {
             match self.quota.schedule(tat, now, cost) {
                 Some((end, 0)) => {
-                    match self.tat.compare_exchange_weak(
-                        tat,
-                        end,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    ) {
+                    match b
+                        .tat
+                        .compare_exchange_weak(tat, end, Ordering::AcqRel, Ordering::Acquire)
+                    {
                         Ok(_) => return Ok(()),
                         Err(actual) => {
-                            self.cas_retries.fetch_add(1, Ordering::Relaxed);
+                            b.cas_retries.fetch_add(1, Ordering::Relaxed);
                             tat = actual;
                         }
                     }
@@ -545,8 +559,9 @@ impl RateLimiter {
     /// [`RateLimiter::try_acquire`] for a cost already validated with [`Quota::cost`].
     #[inline]
     pub fn try_acquire_cost(&self, cost: u64, now: u64) -> Decision {
-        self.counters
-            .decide(self.take(cost, self.since_origin(now)))
+        let b = self.bucket();
+        b.counters
+            .decide(self.take(b, cost, self.since_origin(now)))
     }
 
     /// Reserves `n` tokens: admitted now, or queued for a slot at most `max_wait` ns away
@@ -567,46 +582,47 @@ impl RateLimiter {
     /// [`RateLimiter::reserve`] for a cost already validated with [`Quota::cost`].
     pub fn reserve_cost(&self, cost: u64, now: u64, max_wait: Option<u64>) -> Reservation {
         let now = self.since_origin(now);
+        let b = self.bucket();
         // Fast path, lock-free: the tokens are there.
-        let wait = match self.take(cost, now) {
+        let wait = match self.take(b, cost, now) {
             Ok(()) => {
-                self.counters.admit();
+                b.counters.admit();
                 return Reservation::Admitted;
             }
             Err(wait) => wait,
         };
         if wait == u64::MAX || max_wait.is_some_and(|m| wait > m) {
-            self.counters.reject();
+            b.counters.reject();
             return Reservation::Refused { wait };
         }
         // Slow path: queue under the lock, so reservations enter the ledger in slot order.
-        let mut q = self.queue();
-        let mut tat = self.tat.load(Ordering::Acquire);
+        let mut waiters = b.waiters();
+        let mut tat = b.tat.load(Ordering::Acquire);
         loop {
             let Some((end, wait)) = self.quota.schedule(tat, now, cost) else {
-                self.counters.reject();
+                b.counters.reject();
                 return Reservation::Refused { wait: u64::MAX };
             };
             if wait > 0 && max_wait.is_some_and(|m| wait > m) {
-                self.counters.reject();
+                b.counters.reject();
                 return Reservation::Refused { wait };
             }
-            match self
+            match b
                 .tat
                 .compare_exchange(tat, end, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) if wait == 0 => {
-                    self.counters.admit();
+                    b.counters.admit();
                     return Reservation::Admitted;
                 }
                 Ok(_) => {
-                    q.next_ticket += 1;
-                    let ticket = q.next_ticket;
-                    q.waiters.push(ticket, now, tat, end, cost);
+                    let ticket = b.next_ticket.load(Ordering::Relaxed) + 1;
+                    b.next_ticket.store(ticket, Ordering::Relaxed);
+                    waiters.push(ticket, now, tat, end, cost);
                     return Reservation::Queued { ticket, wait };
                 }
                 Err(actual) => {
-                    self.cas_retries.fetch_add(1, Ordering::Relaxed);
+                    b.cas_retries.fetch_add(1, Ordering::Relaxed);
                     tat = actual;
                 }
             }
@@ -616,51 +632,52 @@ impl RateLimiter {
     /// Nanoseconds until the slot of `ticket` (0: due now, or not a pending ticket).
     pub fn remaining(&self, ticket: u64, now: u64) -> u64 {
         let now = self.since_origin(now);
-        self.queue().waiters.end_of(ticket).map_or(0, |end| {
+        self.bucket().waiters().end_of(ticket).map_or(0, |end| {
             end.saturating_sub(self.quota.tolerance).saturating_sub(now)
         })
     }
 
     /// The waiter holding `ticket` proceeded.
     pub fn complete(&self, ticket: u64) {
-        if self.queue().waiters.complete(ticket) {
-            self.counters.admit_waited();
+        let b = self.bucket();
+        if b.waiters().complete(ticket) {
+            b.counters.admit_waited();
         }
     }
 
     /// The waiter holding `ticket` gave up: give its reservation back if that is sound (see
     /// [`Waiters`]). Returns `true` when later waiters' slots moved earlier (wake them).
     pub fn cancel(&self, ticket: u64) -> bool {
-        let mut q = self.queue();
-        let tat = self.tat.load(Ordering::Acquire);
-        if let Some(plan) = q.waiters.plan(ticket, tat) {
+        let b = self.bucket();
+        let mut waiters = b.waiters();
+        let tat = b.tat.load(Ordering::Acquire);
+        if let Some(plan) = waiters.plan(ticket, tat) {
             // Only a lock-free admission can move the TAT under us; it means a later request
             // went through, so the reservation can no longer be given back.
-            if self
-                .tat
+            if b.tat
                 .compare_exchange(tat, plan.new_tat, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                return q.waiters.apply(&plan);
+                return waiters.apply(&plan);
             }
         }
-        q.waiters.spend(ticket);
+        waiters.spend(ticket);
         false
     }
 
     /// Reservations held in the ledger (pending waiters, plus finished ones behind them).
     pub fn queued(&self) -> usize {
-        self.queue().waiters.len()
+        self.bucket().waiters().len()
     }
 
     /// The counters.
     pub fn stats(&self) -> LimiterStats {
-        self.counters.snapshot()
+        self.bucket().counters.snapshot()
     }
 
     /// How many compare-and-swap attempts lost a race (tests use it to prove contention).
     pub fn cas_retries(&self) -> u64 {
-        self.cas_retries.load(Ordering::Relaxed)
+        self.bucket().cas_retries.load(Ordering::Relaxed)
     }
 }
 

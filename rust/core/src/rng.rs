@@ -6,7 +6,7 @@
 //! masked integers, so `seed=` gives the same delays on both backends.
 //!
 //! Unseeded generators take their seed from process entropy and reseed themselves after
-//! [`note_fork`] (which the Python layer calls from `os.register_at_fork`), so a forked child never
+//! [`note_fork`](crate::note_fork) (which the Python layer calls from `os.register_at_fork`), so a forked child never
 //! replays its parent's stream. A seeded generator is deterministic by request and is not reseeded.
 //!
 //! ```
@@ -22,16 +22,12 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::fork;
+
 const WY_INC: u64 = 0xa076_1d64_78bd_642f;
 const WY_XOR: u64 = 0xe703_7ed1_a0b4_28db;
 
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 static ENTROPY_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Tells every unseeded generator that the process has forked: each reseeds on its next use.
-pub fn note_fork() {
-    FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
-}
 
 /// A fresh seed from the process id, the time, a counter and std's per-process hash keys.
 pub fn entropy_seed() -> u64 {
@@ -77,7 +73,7 @@ impl Rng {
         Self {
             state: AtomicU64::new(entropy_seed()),
             seeded: false,
-            generation: AtomicU64::new(FORK_GENERATION.load(Ordering::Acquire)),
+            generation: AtomicU64::new(fork::generation()),
         }
     }
 
@@ -89,12 +85,15 @@ impl Rng {
     /// The next 64 random bits.
     #[inline]
     pub fn next_u64(&self) -> u64 {
-        if !self.seeded {
-            let g = FORK_GENERATION.load(Ordering::Acquire);
-            if self.generation.load(Ordering::Relaxed) != g {
-                self.state.store(entropy_seed(), Ordering::Relaxed);
-                self.generation.store(g, Ordering::Relaxed);
-            }
+        self.next_u64_at(fork::generation())
+    }
+
+    /// [`Rng::next_u64`] in fork generation `g`.
+    #[inline]
+    fn next_u64_at(&self, g: u64) -> u64 {
+        if !self.seeded && self.generation.load(Ordering::Relaxed) != g {
+            self.state.store(entropy_seed(), Ordering::Relaxed);
+            self.generation.store(g, Ordering::Relaxed);
         }
         let s = self
             .state
@@ -136,8 +135,7 @@ mod tests {
     fn unseeded_reseeds_after_fork_notice() {
         let r = Rng::from_entropy();
         let before = r.state.load(Ordering::Relaxed);
-        note_fork();
-        let _ = r.next_u64();
+        let _ = r.next_u64_at(fork::generation() + 1);
         let after = r.state.load(Ordering::Relaxed);
         assert_ne!(after, before.wrapping_add(WY_INC));
     }
@@ -146,7 +144,6 @@ mod tests {
     fn seeded_is_not_reseeded() {
         let a = Rng::seeded(9);
         let b = Rng::seeded(9);
-        note_fork();
-        assert_eq!(a.next_u64(), b.next_u64());
+        assert_eq!(a.next_u64_at(fork::generation() + 1), b.next_u64());
     }
 }

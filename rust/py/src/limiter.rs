@@ -10,7 +10,7 @@
 //! `_complete` or `_cancel`. A cancelled waiter's slot is given back and the waiters behind it
 //! move up; `_watch` registers a callback that wakes an async waiter when its slot moved.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pyo3::exceptions::{PyNotImplementedError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
@@ -19,8 +19,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple, PyType};
 use pyo3::{PyTraverseError, ffi};
 use riprap_core::{
-    Clock, ConfigError, Decision, Quota, RateLimiter, Reservation, check_float, nanos_to_secs,
-    secs_to_nanos,
+    Clock, ConfigError, Decision, ForkLocal, Quota, RateLimiter, Reservation, check_float,
+    nanos_to_secs, secs_to_nanos,
 };
 
 use crate::convert::{clock as extract_clock, number};
@@ -204,31 +204,45 @@ pub(crate) fn wait_until_due(
 }
 
 /// Callbacks that wake async waiters whose slot moved (a waiter ahead of them was cancelled).
+/// A forked child starts with none (its limiter starts fresh too). Callbacks are dropped
+/// outside the lock: dropping one can run Python code.
 #[derive(Default)]
-pub(crate) struct Wakers(Mutex<Vec<(u64, Py<PyAny>)>>);
+pub(crate) struct Wakers(ForkLocal<Mutex<Watchers>>);
+
+/// `(ticket, callback)` of each async waiter that asked to be woken.
+type Watchers = Vec<(u64, Py<PyAny>)>;
 
 impl Wakers {
+    fn list(&self) -> &Mutex<Watchers> {
+        self.0.get(|_| Mutex::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Watchers> {
+        // Nothing panics while the lock is held; recover from poisoning anyway.
+        self.list().lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn watch(&self, ticket: u64, callback: Py<PyAny>) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((ticket, callback));
+        self.lock().push((ticket, callback));
     }
 
     pub(crate) fn unwatch(&self, ticket: u64) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(t, _)| *t != ticket);
+        let gone: Watchers = {
+            let mut list = self.lock();
+            let (gone, kept) = std::mem::take(&mut *list)
+                .into_iter()
+                .partition(|(t, _)| *t == ticket);
+            *list = kept;
+            gone
+        };
+        drop(gone);
     }
 
     /// Calls the callback of every waiter behind `ticket` (outside the lock). A callback that
     /// fails (its event loop is closed, say) is skipped: that waiter re-checks on its own.
     pub(crate) fn wake_after(&self, py: Python<'_>, ticket: u64) {
         let callbacks: Vec<Py<PyAny>> = self
-            .0
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter(|(t, _)| *t > ticket)
             .map(|(_, c)| c.clone_ref(py))
@@ -240,7 +254,7 @@ impl Wakers {
 
     pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         // The GC must not block: if a waiter holds the lock right now, skip this round.
-        if let Ok(list) = self.0.try_lock() {
+        if let Ok(list) = self.list().try_lock() {
             for (_, callback) in list.iter() {
                 visit.call(callback)?;
             }
@@ -249,9 +263,11 @@ impl Wakers {
     }
 
     pub(crate) fn clear(&self) {
-        if let Ok(mut list) = self.0.try_lock() {
-            list.clear();
-        }
+        let gone = self
+            .list()
+            .try_lock()
+            .map(|mut list| std::mem::take(&mut *list));
+        drop(gone);
     }
 }
 
