@@ -3,7 +3,8 @@
 Both `BreakerEngine`s are driven with the same random sequences of events: calls that succeed,
 fail, raise an ignored or excluded exception, raise a control-flow exception, run slow; trial
 calls begun and ended later (so several are in flight at once); clock advances; state and stats
-reads; `force_open` / `reset`; a transition hook that raises. After every event the decision
+reads; `force_open` / `reset`; a transition hook that raises; a fork (each core starts fresh,
+and calls admitted before it end after it). After every event the decision
 (admitted, trial or not, `retry_after` to the nanosecond), the transitions reported, the state
 and the whole `stats()` dict must be identical. Runs once, in the rust pass of `make test`.
 """
@@ -18,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import riprap
-from riprap import CircuitOpenError, _core, _reference
+from riprap import CircuitOpenError, _core, _fork, _reference
 
 pytestmark = pytest.mark.skipif(
     riprap.backend() != "rust",
@@ -51,6 +52,13 @@ class Side:
             on_transition=self.hook,
         )
         self.permits: list[Any] = []
+        # What a forked child runs first (the permits in `permits` stay: they were admitted
+        # before the fork and end after it).
+        self.fork = (
+            _core.note_fork
+            if core is _core
+            else lambda: (_reference.note_fork(), _fork.renew_all())
+        )
 
     def hook(self, old: str, new: str) -> None:
         self.transitions.append((old, new))
@@ -99,6 +107,8 @@ class Side:
                 self.engine.reset()
             elif kind == "arm_hook":
                 self.raise_next = True
+            elif kind == "fork":
+                self.fork()
         except CircuitOpenError as e:
             return ("reject", e.name, e.retry_after)
         except RuntimeError as e:
@@ -145,7 +155,9 @@ def random_event(rng: random.Random) -> tuple[Any, ...]:
         return ("force_open",)
     if r < 0.97:
         return ("reset",)
-    return ("arm_hook",)
+    if r < 0.99:
+        return ("arm_hook",)
+    return ("fork",)
 
 
 def compare(fields: dict[str, Any], events: list[tuple[Any, ...]]) -> None:
@@ -177,7 +189,7 @@ event = st.one_of(
     st.tuples(st.just("begin")),
     st.tuples(st.just("end"), st.integers(0, 7), st.sampled_from(OUTCOMES)),
     st.tuples(st.just("advance"), st.floats(0, 500)),
-    st.tuples(st.sampled_from(["state", "force_open", "reset", "arm_hook"])),
+    st.tuples(st.sampled_from(["state", "force_open", "reset", "arm_hook", "fork"])),
 )
 
 

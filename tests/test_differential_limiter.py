@@ -2,7 +2,7 @@
 
 Both cores are driven directly with the same random sequences (construction, try_acquire(n),
 blocking and timed acquires, reservations with their waits, completions and cancellations,
-clock steps forward and back, keyed requests over every key type with evictions and idle
+clock steps forward and back, forks, keyed requests over every key type with evictions and idle
 TTLs, and invalid arguments). Every result, exception (type and message), ticket, wait, length
 and counter must be equal after every step (acceptance 2, RELIABILITY T02). Runs once, in the
 rust pass of `make test`.
@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import riprap
-from riprap import _core, _reference
+from riprap import _core, _fork, _reference
 
 pytestmark = pytest.mark.skipif(
     riprap.backend() != "rust",
@@ -90,6 +90,12 @@ class Pair:
         for c in self.clocks:
             c.advance(ns / NS)
 
+    def fork(self) -> None:
+        """What a forked child runs first; both cores start fresh."""
+        _core.note_fork()
+        _reference.note_fork()
+        _fork.renew_all()
+
     def back(self, ns: int) -> None:
         for c in self.clocks:
             c.set(max(0, c.now_ns() - ns) / NS)
@@ -145,8 +151,10 @@ def drive_single(rng: random.Random) -> None:
             pair.same(enter)
         elif op < 0.95:
             pair.advance(small_step(rng, hint))
-        else:
+        elif op < 0.985:
             pair.back(rng.randint(0, 2 * NS))
+        else:
+            pair.fork()  # tickets taken before it are used after it
         pair.same(lambda o: o.get_stats())
 
 
@@ -206,8 +214,10 @@ def drive_keyed(rng: random.Random) -> None:
             pair.same(lambda o: o.try_acquire(key, bad_n))
         elif op < 0.96:
             pair.advance(small_step(rng, hint))
-        else:
+        elif op < 0.985:
             pair.back(rng.randint(0, 2 * NS))
+        else:
+            pair.fork()  # tickets taken before it are used after it
         pair.same(lambda o: (len(o), o.get_stats()))
 
 

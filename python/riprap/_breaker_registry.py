@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from . import _fork
 from ._breaker import CircuitBreaker, CircuitBreakerConfig, live_breakers
 
 __all__ = [
@@ -38,6 +39,11 @@ class CircuitBreakerRegistry:
     def __init__(self, default_config: CircuitBreakerConfig | None = None) -> None:
         self.breakers: dict[str, CircuitBreaker] = {}
         self.default_config = default_config or CircuitBreakerConfig()
+        self._after_fork()
+        _fork.track(self)
+
+    def _after_fork(self) -> None:
+        # A forked child keeps the registered breakers (each starts fresh on its own).
         self._lock = threading.Lock()
 
     def get_breaker(

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from . import _fork
 from ._backend import core
 from ._clock import asleep_fn, check_clock, now_fn
 from ._decorate import name_of
@@ -92,6 +93,11 @@ class RetryManager:
         self.clock = check_clock(clock)
         self._now = now_fn(self.clock)
         self._asleep = asleep_fn(self.clock)
+        self._after_fork()
+        _fork.track(self)
+
+    def _after_fork(self) -> None:
+        """No statistics (a forked child starts with none)."""
         self._stats: dict[str, _OperationStats] = {}
         self._engines: dict[str, core.RetryEngine] = {}
         self._lock = threading.Lock()
@@ -280,6 +286,11 @@ class IntelligentRetryManager:
             "adaptive": self.adaptive,
         }
         self._asleep = asleep_fn(self.clock)
+        self._after_fork()
+        _fork.track(self)
+
+    def _after_fork(self) -> None:
+        """No metrics (a forked child starts with none)."""
         self.performance_metrics: dict[str, dict[str, dict[str, float]]] = {}
         self._lock = threading.Lock()
 

@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict, deque
 from typing import NamedTuple
 
+from .._fork import track
 from .._validate import check_float, check_int, integer, py_float
 from ._rng import Rng
 
@@ -220,6 +221,11 @@ class AdaptiveBackoff:
             jitter_range=jitter_range,
         )
         self._backoff = _Backoff(cfg, seed)
+        self._after_fork()
+        track(self)
+
+    def _after_fork(self) -> None:
+        """No history (a forked child starts with none)."""
         self._ops: OrderedDict[str, deque[bool]] = OrderedDict()
         self._lock = threading.Lock()
 

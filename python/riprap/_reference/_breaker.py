@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .._errors import CircuitOpenError
+from .._fork import track
 from .._validate import (
     U64_MAX,
     check_float,
@@ -154,17 +155,20 @@ class CircuitBreakerCore:
             if config.slow_call_duration is None
             else max(secs_to_nanos(config.slow_call_duration), 1)
         )
+        self._start(generation=0)
+        track(self)
+
+    def _start(self, generation: int) -> None:
+        """Closed, with an empty window and no totals, in `generation`."""
         self._lock = threading.Lock()
         self._state = CLOSED
         self._opened_at = 0  # meaningful while OPEN
         self._in_flight = self._trial_successes = self._last_admit = 0  # HALF_OPEN
-        self._generation = 0
-        self._published = (
-            CLOSED,
-            0,
-        )  # one attribute: read without the lock, never torn
+        self._generation = generation
+        # One attribute: read without the lock, never torn.
+        self._published = (CLOSED, generation)
         self.window = Window(
-            max(secs_to_nanos(config.monitoring_window), 1), WINDOW_BUCKETS
+            max(secs_to_nanos(self.config.monitoring_window), 1), WINDOW_BUCKETS
         )
         self._consecutive = 0
         self._last_failure: int | None = None
@@ -177,6 +181,13 @@ class CircuitBreakerCore:
             "rejected": 0,
             "lost_trials": 0,
         }
+
+    def _after_fork(self) -> None:
+        """Closed again, in a generation after every permit issued before the fork.
+
+        A call admitted before the fork then moves nothing in the child.
+        """
+        self._start(generation=self._published[1] + 1)
 
     @property
     def measures_duration(self) -> bool:

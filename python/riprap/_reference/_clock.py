@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from .._fork import track
 from .._validate import U64_MAX, check_float, number, secs_to_nanos
 
 __all__ = ["ManualClock", "Monotonic", "clock_of", "monotonic"]
@@ -26,6 +27,11 @@ class ManualClock:
 
     def __init__(self, start: object = None) -> None:
         self._ns = 0 if start is None else _nanos("start", start)
+        self._after_fork()
+        track(self)
+
+    def _after_fork(self) -> None:
+        """A new lock (a forked child keeps the time)."""
         self._lock = threading.Lock()
 
     def now(self) -> float:

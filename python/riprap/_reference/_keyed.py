@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .._fork import track
 from .._validate import U64_MAX, check_float, number, secs_to_nanos
 from ._clock import clock_of
 from ._limiter import (
@@ -91,14 +92,23 @@ class KeyedRateLimiter:
         self._clock_obj = clock
         no_storage("KeyedRateLimiter", storage, on_storage_error)
         self._origin = self._clock.now_ns()
+        self._next_ticket = 0
+        self._start()
+        track(self)
+
+    def _start(self) -> None:
+        """No keys, no waiters, no counts."""
         self._tats: dict[Key, int] = {}
         self._waiters: dict[Key, Waiters] = {}
         self._next_sweep = U64_MAX if self._ttl is None else self._ttl
         self._lock = threading.Lock()
-        self._next_ticket = 0
         self._counters = Counters()
         self._evicted = 0
         self._wakers = Wakers()
+
+    def _after_fork(self) -> None:
+        """A forked child starts with no keys; tickets go on from the parent's."""
+        self._start()
 
     def _now(self) -> int:
         return max(0, self._clock.now_ns() - self._origin)

@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 from .._errors import RateLimitExceeded
+from .._fork import track
 from .._validate import (
     U64_MAX,
     check_float,
@@ -381,12 +382,24 @@ class RateLimiter:
         self._clock_obj = clock
         no_storage("RateLimiter", storage, on_storage_error)
         self._origin = self._clock.now_ns()
+        self._next_ticket = 0
+        self._start()
+        track(self)
+
+    def _start(self) -> None:
+        """A full bucket with no waiters and no counts."""
         self._tat = 0
         self._lock = threading.Lock()
         self._waiters = Waiters()
-        self._next_ticket = 0
         self._counters = Counters()
         self._wakers = Wakers()
+
+    def _after_fork(self) -> None:
+        """Full again, with no waiters and no counts; tickets go on from the parent's.
+
+        So a reservation made before the fork is never mistaken for one made after it.
+        """
+        self._start()
 
     def _now(self) -> int:
         return max(0, self._clock.now_ns() - self._origin)

@@ -6,6 +6,8 @@ import os
 import threading
 import time
 
+from .._fork import track
+
 __all__ = ["Rng", "note_fork"]
 
 _MASK = (1 << 64) - 1
@@ -31,6 +33,11 @@ class Rng:
         self._seeded = seed is not None
         self._state = (seed & _MASK) if seed is not None else _entropy()
         self._generation = _fork_generation
+        self._after_fork()
+        track(self)
+
+    def _after_fork(self) -> None:
+        """A new lock (an unseeded stream reseeds on its next draw, see `note_fork`)."""
         self._lock = threading.Lock()
 
     def next_u64(self) -> int:
