@@ -1,14 +1,14 @@
 //! Fork awareness: state that starts over in a forked child.
 //!
 //! A process that forks while another of its threads holds a lock leaves the child a lock that
-//! nobody will ever release; a child that then touches the same limiter or breaker hangs (pybreaker,
-//! fern and others have had this bug). And a child that inherits its parent's counters, token
-//! buckets and breaker windows reports and decides on traffic it never saw.
+//! nobody will ever release: a child that then touches the same limiter or breaker hangs (fern
+//! and RustPython had this bug, RELIABILITY P1). And a child that inherits its parent's counters,
+//! token buckets and breaker windows reports and decides on traffic it never saw.
 //!
 //! So the Python layer calls [`note_fork`] in every forked child (`os.register_at_fork`), and each
 //! primitive keeps its mutable state in a [`ForkLocal`]: on first use after a fork, the child gets
 //! a fresh state and never touches the inherited one, locked or not. Nothing here needs the
-//! parent's cooperation, and a process that never forks pays one extra atomic load per access.
+//! parent's cooperation, and a process that never forks pays two atomic loads per access.
 //! Configuration (rates, thresholds, clocks) is not state: it is kept.
 
 use std::fmt;
@@ -93,10 +93,11 @@ impl<T> ForkLocal<T> {
         if self.born.load(Ordering::Acquire) != generation {
             self.renew(generation, fresh);
         }
-        self.link(self.depth.load(Ordering::Acquire))
+        &self.link(self.depth.load(Ordering::Acquire)).value
     }
 
-    fn link(&self, depth: usize) -> &T {
+    /// The link `depth` steps from the head.
+    fn link(&self, depth: usize) -> &Link<T> {
         let mut link = &self.head;
         for _ in 0..depth {
             match link.next.get() {
@@ -104,7 +105,7 @@ impl<T> ForkLocal<T> {
                 None => break, // not reachable: `depth` grows only after the link is set
             }
         }
-        &link.value
+        link
     }
 
     fn renew(&self, generation: u64, fresh: impl FnOnce(&T) -> T) {
@@ -133,13 +134,7 @@ impl<T> ForkLocal<T> {
                 continue;
             }
             let depth = self.depth.load(Ordering::Acquire);
-            let mut tail = &self.head;
-            for _ in 0..depth {
-                match tail.next.get() {
-                    Some(next) => tail = next,
-                    None => break,
-                }
-            }
+            let tail = self.link(depth);
             if let Some(fresh) = fresh.take() {
                 let old = &tail.value;
                 // Set unless a parent set it and forked before it moved `depth` on: then that
@@ -163,7 +158,10 @@ impl<T: fmt::Debug> fmt::Debug for ForkLocal<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ForkLocal")
             .field("depth", &self.depth.load(Ordering::Relaxed))
-            .field("value", self.link(self.depth.load(Ordering::Relaxed)))
+            .field(
+                "value",
+                &self.link(self.depth.load(Ordering::Relaxed)).value,
+            )
             .finish_non_exhaustive()
     }
 }

@@ -11,9 +11,11 @@
 //!   std's randomly keyed SipHash (`RandomState`), because keys come from clients and a fixed fast
 //!   hash invites HashDoS. `int` keys live in an open-addressing table with each key next to its
 //!   TAT, so finding one costs one memory miss rather than std's two (`keyed/int_table.rs`).
-//!   Looking up an existing `str`/`bytes` key borrows its bytes: no allocation. Tables with fewer than 8192 keys allowed use one shard, so eviction is exactly
-//!   the policy below; larger ones split `max_keys` evenly, so eviction can start a little (about
-//!   1-3 %) before `max_keys` keys are tracked in total.
+//!   Looking up an existing `str`/`bytes` key borrows its bytes: no allocation. Tables with
+//!   fewer than 8192 keys allowed use one shard, so eviction is exactly the policy below; larger
+//!   ones split `max_keys` evenly, so eviction can start a little (about 1-3 %) before
+//!   `max_keys` keys are tracked in total. A forked child starts with no keys
+//!   ([`crate::fork`]).
 //! - **Bounded by `max_keys`.** Inserting a new key into a full shard first forgets every *idle*
 //!   key, one whose bucket is full again (`tat <= now`): forgetting it changes nothing, since a new
 //!   key starts full. Only if none is idle does it forget the `max(1, cap/64)` keys closest to
