@@ -19,10 +19,11 @@ use riprap_core::{
 use crate::convert::{clock as extract_clock, number};
 use crate::errors::config_error;
 use crate::limiter::{
-    Wakers, cost, name as extract_name, no_storage, quota as extract_quota, raises, rate_limited,
-    timeout, wait_until_due,
+    cost, name as extract_name, no_storage, quota as extract_quota, raises, rate_limited, timeout,
+    wait_until_due,
 };
 use crate::vectorcall::{self, Args, Fast, VectorCall};
+use crate::wakers::Wakers;
 
 fn type_name(v: &Bound<'_, PyAny>) -> String {
     v.get_type()

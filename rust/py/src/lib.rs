@@ -15,6 +15,7 @@ mod limiter;
 mod retry;
 mod rng;
 mod vectorcall;
+mod wakers;
 
 use pyo3::prelude::*;
 

@@ -10,8 +10,6 @@
 //! `_complete` or `_cancel`. A cancelled waiter's slot is given back and the waiters behind it
 //! move up; `_watch` registers a callback that wakes an async waiter when its slot moved.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
 use pyo3::exceptions::{PyNotImplementedError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -19,13 +17,14 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple, PyType};
 use pyo3::{PyTraverseError, ffi};
 use riprap_core::{
-    Clock, ConfigError, Decision, ForkLocal, Quota, RateLimiter, Reservation, check_float,
-    nanos_to_secs, secs_to_nanos,
+    Clock, ConfigError, Decision, Quota, RateLimiter, Reservation, check_float, nanos_to_secs,
+    secs_to_nanos,
 };
 
 use crate::convert::{clock as extract_clock, number};
 use crate::errors::config_error;
 use crate::vectorcall::{self, Args, Fast, VectorCall};
+use crate::wakers::Wakers;
 
 static RATE_LIMIT_EXCEEDED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
@@ -200,74 +199,6 @@ pub(crate) fn wait_until_due(
                 py.check_signals()?;
             }
         }
-    }
-}
-
-/// Callbacks that wake async waiters whose slot moved (a waiter ahead of them was cancelled).
-/// A forked child starts with none (its limiter starts fresh too). Callbacks are dropped
-/// outside the lock: dropping one can run Python code.
-#[derive(Default)]
-pub(crate) struct Wakers(ForkLocal<Mutex<Watchers>>);
-
-/// `(ticket, callback)` of each async waiter that asked to be woken.
-type Watchers = Vec<(u64, Py<PyAny>)>;
-
-impl Wakers {
-    fn list(&self) -> &Mutex<Watchers> {
-        self.0.get(|_| Mutex::default())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Watchers> {
-        // Nothing panics while the lock is held; recover from poisoning anyway.
-        self.list().lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn watch(&self, ticket: u64, callback: Py<PyAny>) {
-        self.lock().push((ticket, callback));
-    }
-
-    pub(crate) fn unwatch(&self, ticket: u64) {
-        let gone: Watchers = {
-            let mut list = self.lock();
-            let (gone, kept) = std::mem::take(&mut *list)
-                .into_iter()
-                .partition(|(t, _)| *t == ticket);
-            *list = kept;
-            gone
-        };
-        drop(gone);
-    }
-
-    /// Calls the callback of every waiter behind `ticket` (outside the lock). A callback that
-    /// fails (its event loop is closed, say) is skipped: that waiter re-checks on its own.
-    pub(crate) fn wake_after(&self, py: Python<'_>, ticket: u64) {
-        let callbacks: Vec<Py<PyAny>> = self
-            .lock()
-            .iter()
-            .filter(|(t, _)| *t > ticket)
-            .map(|(_, c)| c.clone_ref(py))
-            .collect();
-        for callback in callbacks {
-            let _ = callback.call0(py);
-        }
-    }
-
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // The GC must not block: if a waiter holds the lock right now, skip this round.
-        if let Ok(list) = self.list().try_lock() {
-            for (_, callback) in list.iter() {
-                visit.call(callback)?;
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn clear(&self) {
-        let gone = self
-            .list()
-            .try_lock()
-            .map(|mut list| std::mem::take(&mut *list));
-        drop(gone);
     }
 }
 
