@@ -31,14 +31,14 @@ impl Wakers {
     }
 
     pub(crate) fn unwatch(&self, ticket: u64) {
-        let gone: Watchers = {
+        // In place; the removed callbacks are dropped once the guard is gone.
+        let mut gone: Watchers = Vec::new();
+        {
             let mut list = self.lock();
-            let (gone, kept) = std::mem::take(&mut *list)
-                .into_iter()
-                .partition(|(t, _)| *t == ticket);
-            *list = kept;
-            gone
-        };
+            while let Some(i) = list.iter().position(|(t, _)| *t == ticket) {
+                gone.push(list.remove(i));
+            }
+        }
         drop(gone);
     }
 
