@@ -34,20 +34,16 @@ class RetryBudget:
         self._ratio, self._min_per_second, self._window = r, m, w
         self._bucket_ns = max(secs_to_nanos(w) // BUCKETS, 1)
         self._clock = clock_of(clock)
-        self._start()
+        self._after_fork()
         track(self)
 
-    def _start(self) -> None:
-        """An empty window and no totals."""
+    def _after_fork(self) -> None:
+        """An empty window and no totals: the start, and a forked child's start."""
         self._deposits = [0] * BUCKETS
         self._withdrawals = [0] * BUCKETS
         self._head = 0
         self._totals = [0, 0, 0]  # deposits, withdrawals, refused
         self._lock = threading.Lock()
-
-    def _after_fork(self) -> None:
-        """A forked child starts with an empty window."""
-        self._start()
 
     def _rotate(self) -> int:
         index = self._clock.now_ns() // self._bucket_ns

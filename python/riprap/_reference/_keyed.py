@@ -93,11 +93,11 @@ class KeyedRateLimiter:
         no_storage("KeyedRateLimiter", storage, on_storage_error)
         self._origin = self._clock.now_ns()
         self._next_ticket = 0
-        self._start()
+        self._after_fork()
         track(self)
 
-    def _start(self) -> None:
-        """No keys, no waiters, no counts."""
+    def _after_fork(self) -> None:
+        """No keys, no waiters, no counts (also in a forked child, where tickets go on)."""
         self._tats: dict[Key, int] = {}
         self._waiters: dict[Key, Waiters] = {}
         self._next_sweep = U64_MAX if self._ttl is None else self._ttl
@@ -105,10 +105,6 @@ class KeyedRateLimiter:
         self._counters = Counters()
         self._evicted = 0
         self._wakers = Wakers()
-
-    def _after_fork(self) -> None:
-        """A forked child starts with no keys; tickets go on from the parent's."""
-        self._start()
 
     def _now(self) -> int:
         return max(0, self._clock.now_ns() - self._origin)

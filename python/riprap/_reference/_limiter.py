@@ -383,23 +383,19 @@ class RateLimiter:
         no_storage("RateLimiter", storage, on_storage_error)
         self._origin = self._clock.now_ns()
         self._next_ticket = 0
-        self._start()
+        self._after_fork()
         track(self)
 
-    def _start(self) -> None:
-        """A full bucket with no waiters and no counts."""
+    def _after_fork(self) -> None:
+        """Full, with no waiters and no counts (also in a forked child; tickets go on).
+
+        So a reservation made before the fork is never mistaken for one made after it.
+        """
         self._tat = 0
         self._lock = threading.Lock()
         self._waiters = Waiters()
         self._counters = Counters()
         self._wakers = Wakers()
-
-    def _after_fork(self) -> None:
-        """Full again, with no waiters and no counts; tickets go on from the parent's.
-
-        So a reservation made before the fork is never mistaken for one made after it.
-        """
-        self._start()
 
     def _now(self) -> int:
         return max(0, self._clock.now_ns() - self._origin)
