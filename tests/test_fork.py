@@ -10,6 +10,7 @@ hanging it. Runs on both backends.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import select
@@ -30,6 +31,7 @@ pytestmark = [
 ]
 
 WATCHDOG = 2.0
+LOCK = type(threading.Lock())
 
 
 def run_in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
@@ -125,3 +127,74 @@ def test_children_forked_under_load_never_hang_and_start_fresh() -> None:
     assert [r for r in reports if r != expected] == []
     # The parent is unaffected: it kept counting through all the forks.
     assert parts.limiter.get_stats()["admitted"] > 40
+
+
+def test_a_lock_held_by_a_parent_thread_at_the_fork_never_blocks_the_child() -> None:
+    """Deterministic: a parent thread holds every Python-level lock across the fork.
+
+    The registry, the retry managers and (on the python backend) the primitives' twins hold a
+    `threading.Lock`. The Rust core's locks cannot be held from Python; `rust/core/src/fork.rs`
+    tests a value locked forever directly.
+    """
+    clock = ManualClock()
+    registry = riprap.CircuitBreakerRegistry()
+    held_breaker = registry.get_breaker("held", clock=clock)
+    manager = riprap.RetryManager(clock=clock)
+    smart = riprap.IntelligentRetryManager(clock=clock)
+
+    async def ok() -> int:
+        return 1
+
+    asyncio.run(manager.retry_with_backoff(ok, operation_id="op"))
+    asyncio.run(smart.smart_retry(ok, operation_type="network"))
+    limiter = riprap.RateLimiter(10.0, 10.0, clock=clock)
+    limiter.try_acquire()
+    objects: list[object] = [registry, manager, smart, limiter, clock]
+    locks = [o._lock for o in objects if isinstance(getattr(o, "_lock", None), LOCK)]
+    assert len(locks) >= 3  # registry and both managers, on either backend
+
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        for lock in locks:
+            lock.acquire()
+        holding.set()
+        release.wait()
+        for lock in locks:
+            lock.release()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(WATCHDOG)
+
+    def child() -> dict[str, Any]:
+        before = {
+            "operations": manager.operations(),
+            "metrics": dict(smart.performance_metrics),
+            "admitted": limiter.get_stats()["admitted"],
+        }
+        asyncio.run(manager.retry_with_backoff(ok, operation_id="again"))
+        return {
+            **before,
+            "same_breaker": registry.get_breaker("held") is held_breaker,
+            "after": manager.operations(),
+            "limiter": limiter.try_acquire(),
+        }
+
+    try:
+        report = run_in_child(child)
+    finally:
+        release.set()
+        holder.join()
+    assert report == {
+        "operations": [],
+        "metrics": {},
+        "admitted": 0,
+        "same_breaker": True,
+        "after": ["again"],
+        "limiter": True,
+    }
+    # The parent is unaffected.
+    assert manager.operations() == ["op"]
+    assert list(smart.performance_metrics) == ["network"]
+    assert limiter.get_stats()["admitted"] == 1
