@@ -1,5 +1,5 @@
 """Helpers for the limiter tests: a virtual-time clock whose `asleep` really suspends, and a
-Fraction model of GCRA (the oracle of RELIABILITY §3.1).
+Fraction model of GCRA (an exact oracle for both backends).
 
 `riprap.testing.ManualClock.asleep` advances at once without yielding, so an async waiter on it
 can never be caught mid-wait. `StepClock.asleep` parks the caller until the test moves virtual

@@ -1,4 +1,4 @@
-"""SPEC §5 backoff math and RetryPolicy validation, on the active backend."""
+"""Backoff math and RetryPolicy validation, on the active backend."""
 
 from __future__ import annotations
 

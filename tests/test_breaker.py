@@ -1,7 +1,8 @@
-"""SPEC §6 circuit breaker: configuration, the state machine, stats, listeners, reset/force_open.
+"""Circuit breaker: configuration, the state machine, stats, listeners, reset/force_open.
 
-Runs on the active backend. Regression ids (B1...) refer to docs/RELIABILITY.md §1b; the
-integrations (decorator, with, call), control-flow exceptions and threads have their own files.
+Runs on the active backend. Tests named `test_reg_<id>` guard against a bug or weakness a peer
+library shipped (comments cite the issue); the integrations (decorator, with, call),
+control-flow exceptions and threads have their own files.
 """
 
 from __future__ import annotations
@@ -178,7 +179,9 @@ def test_breaker_arguments_are_checked() -> None:
 
 
 def test_redis_storage_is_not_implemented_yet() -> None:
-    with pytest.raises(NotImplementedError, match=r"Redis storage \(SPEC §14\)"):
+    with pytest.raises(
+        NotImplementedError, match="Redis storage is not implemented yet"
+    ):
         CircuitBreaker("x", storage="redis://localhost:6379/0")
     with pytest.raises(NotImplementedError):
         CircuitBreaker("x", storage=object(), on_storage_error="fail_closed")
@@ -261,7 +264,7 @@ def test_slow_calls_reach_the_slow_rate_threshold(clock: ManualClock) -> None:
     assert (s["slow_call_count"], s["failure_count"], s["window_calls"]) == (2, 1, 3)
     assert (
         d.state == "closed"
-    )  # 2/3 slow, but fewer than minimum_calls (B7 guards it too)
+    )  # 2/3 slow, but fewer than minimum_calls (test_reg_B7 guards it too)
     d.ok()
     assert d.state == "open"  # 2/4 = 0.5 reaches 0.5
 

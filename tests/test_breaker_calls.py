@@ -1,8 +1,8 @@
 """How calls go through a breaker: decorator, `with`, `async with`, `await call(...)`.
 
 Runs on the active backend. Covers the colour and metadata of decorated functions, re-entry,
-control-flow exceptions (acceptance 4: never counted, never leave a trial permit taken, never
-stuck in HALF_OPEN) and the B3-B6, B9, B16, B18 regressions of docs/RELIABILITY.md §1b.
+control-flow exceptions (never counted, never leave a trial permit taken, never stuck in
+HALF_OPEN) and regressions of bugs peer breakers shipped (`test_reg_<id>`; comments cite them).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def test_control_flow_exceptions_are_not_counted(
     way: Callable[[CircuitBreaker, Callable[[], object]], object],
     cfe: Callable[[], BaseException],
 ) -> None:
-    # Acceptance 4 / T20: a CFE passes through untouched and counts as nothing.
+    # A CFE passes through untouched and counts as nothing.
     b = breaker(clock, failure_threshold=1)
     exc = cfe()
     with pytest.raises(type(exc)) as info:
@@ -146,7 +146,8 @@ def test_control_flow_exceptions_give_the_trial_permit_back(
     way: Callable[[CircuitBreaker, Callable[[], object]], object],
     cfe: Callable[[], BaseException],
 ) -> None:
-    # Acceptance 4 / B5 / B6: no half-open permit is left taken; another trial can go.
+    # resilience4j/resilience4j#935, App-vNext/Polly#1979: no half-open permit is left taken;
+    # another trial can go.
     b = half_open(clock, half_open_max_calls=1, success_threshold=1)
     with pytest.raises(type(cfe())):
         way(b, raiser(cfe()))
@@ -158,7 +159,8 @@ def test_control_flow_exceptions_give_the_trial_permit_back(
 def test_reg_B5_a_cancelled_async_trial_call_frees_its_slot_at_once(
     clock: ManualClock,
 ) -> None:
-    # B5: a task cancelled while its trial call is awaiting gives the slot back.
+    # resilience4j/resilience4j#935: a task cancelled while its trial call is awaiting gives the
+    # slot back.
     b = half_open(clock, half_open_max_calls=1)
     started = asyncio.Event()
 
@@ -397,7 +399,7 @@ def test_generators_and_non_callables_are_refused(clock: ManualClock) -> None:
 
 
 def test_reentry_fifty_deep_through_one_breaker(clock: ManualClock) -> None:
-    # T44 / F26: no lock is held around user code, so recursion through a breaker works.
+    # No lock is held around user code, so recursion through a breaker works.
     b = breaker(clock)
 
     @b
@@ -475,7 +477,8 @@ def test_call_accepts_sync_and_async_functions_with_arguments(
 
 
 def test_one_breaker_survives_several_event_loops(clock: ManualClock) -> None:
-    # T24: nothing is bound to a loop at construction.
+    # A limiter once cached its loop (mjpieters/aiolimiter#292); nothing here is bound to a loop at
+    # construction.
     b = breaker(clock, failure_threshold=3)
 
     @b
@@ -493,7 +496,7 @@ def test_one_breaker_survives_several_event_loops(clock: ManualClock) -> None:
 
 
 def test_memory_is_flat_in_the_traffic(clock: ManualClock) -> None:
-    # X5/X6: nothing is stored per call; 20,000 calls cost no more memory than 2,000.
+    # Nothing is stored per call; 20,000 calls cost no more memory than 2,000.
     import tracemalloc
 
     b = breaker(clock, failure_threshold=10**9, minimum_calls=10**9)

@@ -1,4 +1,4 @@
-"""SPEC §6 registry, `riprap.circuit_breaker` / `CircuitBreakerDecorator`, and the monitor.
+"""The breaker registry, `riprap.circuit_breaker` / `CircuitBreakerDecorator`, and the monitor.
 
 Runs on the active backend. Tests use their own registries so the global one stays clean,
 except where the global one is what is being tested (its names are unique per test).
@@ -212,7 +212,7 @@ def test_dashboard_summary_breakers_alerts_and_wall_timestamp(
 def test_a_monitor_without_registry_sees_directly_built_breakers(
     clock: ManualClock,
 ) -> None:
-    # SPEC §18: monitors see every named primitive, registry-made or not.
+    # Monitors see every named primitive, registry-made or not.
     tag = f"direct-{time.monotonic_ns()}"
     one, two = CircuitBreaker(tag, clock=clock), CircuitBreaker(tag, clock=clock)
     two.force_open()

@@ -1,4 +1,4 @@
-"""Hypothesis stateful test of the breaker (acceptance 2, T04), on the active backend.
+"""Hypothesis stateful test of the breaker, on the active backend.
 
 Rules begin calls (permits held across steps, so several trial calls are in flight), end them
 with every kind of outcome, run slow calls, advance the clock, force_open and reset. After every
@@ -8,9 +8,10 @@ step the invariants hold:
 * the failure rate and the slow-call rate are in [0, 1];
 * the window holds only the last `monitoring_window` seconds: its counts never exceed the
   outcomes recorded within that span since the window was last cleared;
-* OPEN <=> `opened_at` is set (B8); transitions chain and match `.state`;
+* OPEN <=> `opened_at` is set (ahawkins/breaker#7); transitions chain and match `.state`;
 * `total_calls` is the sum of the lifetime counters;
-* liveness: with no permit held, a HALF_OPEN breaker admits a trial call (never stuck, B6).
+* liveness: with no permit held, a HALF_OPEN breaker admits a trial call (never stuck,
+  App-vNext/Polly#1979).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ configs = st.builds(
     failure_threshold=st.integers(1, 4),
     timeout=st.sampled_from([1.0, 5.0, 30.0]),
     success_threshold=st.integers(1, 3),
-    # One bucket (1 ns), two buckets (2 ns), 30 one-ns buckets, and 60-bucket windows (B17).
+    # One bucket (1 ns), two buckets (2 ns), 30 one-ns buckets, and 60-bucket windows
+    # (resilience4j/resilience4j#2379).
     monitoring_window=st.sampled_from([1e-9, 2e-9, 3e-8, 1.0, 10.0, 60.0, 300.0]),
     failure_rate_threshold=st.sampled_from([0.0, 0.3, 0.5, 1.0]),
     minimum_calls=st.integers(1, 5),

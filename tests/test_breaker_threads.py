@@ -1,4 +1,4 @@
-"""Threads through one breaker (acceptance 3): no serialisation, and a strict half-open gate.
+"""Threads through one breaker: no serialisation, and a strict half-open gate.
 
 Runs on the active backend. The parallelism audit uses real time (20 ms calls) with generous
 bounds and also proves overlap deterministically (a barrier inside the guarded function that
@@ -59,7 +59,7 @@ def timed_parallel(call: Callable[[], object]) -> float:
 
 @pytest.mark.parametrize("form", ["decorator", "with", "engine.call"])
 def test_eight_threads_through_a_closed_breaker_run_in_parallel(form: str) -> None:
-    # X2: pybreaker holds its lock around the call (8 x 20 ms took 163 ms, not 21 ms).
+    # pybreaker holds its lock around the call (8 x 20 ms took 163 ms, not 21 ms).
     b = CircuitBreaker("parallel")
     inside = threading.Barrier(8)
 
@@ -94,7 +94,7 @@ def test_eight_threads_through_a_closed_breaker_run_in_parallel(form: str) -> No
 def test_reg_B1_64_threads_at_the_half_open_instant_let_at_most_max_calls_in(
     form: str, max_calls: int
 ) -> None:
-    # B1 (resilience4j/resilience4j#1432), B2 (Polly#216), T11: a stampede at the moment the
+    # resilience4j/resilience4j#1432, App-vNext/Polly#216: a stampede at the moment the
     # open timeout ends. Admitted calls stay inside until every thread has tried, so each of
     # the 64 sees the gate with the trial slots taken.
     clock = ManualClock()
@@ -158,7 +158,8 @@ def test_reg_B1_64_threads_at_the_half_open_instant_let_at_most_max_calls_in(
 
 
 def test_reg_P2_sixteen_threads_on_one_breaker_count_exactly() -> None:
-    # P2, F24: no "Already borrowed", no lost updates, invariants hold under contention.
+    # No "Already borrowed" (PyO3 under free-threading), no lost updates, invariants hold under
+    # contention.
     clock = ManualClock()
     b = CircuitBreaker(
         "shared",

@@ -1,4 +1,4 @@
-"""RetryBudget (SPEC §5) on the active backend."""
+"""RetryBudget on the active backend."""
 
 from __future__ import annotations
 

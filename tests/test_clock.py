@@ -1,4 +1,4 @@
-"""riprap.testing.ManualClock (SPEC §3) on the active backend."""
+"""riprap.testing.ManualClock on the active backend."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def test_advance_sleep_asleep_set() -> None:
 
 
 def test_huge_advances_saturate_instead_of_overflowing() -> None:
-    # L14: 584+ years of nanoseconds do not fit in u64; the clock stops at the end of time.
+    # commonwarexyz/monorepo#2487: 584+ years of nanoseconds do not fit in u64; the clock stops at
+    # the end of time.
     c = ManualClock()
     c.advance(600 * 365 * 86400.0)
     c.advance(600 * 365 * 86400.0)

@@ -1,4 +1,4 @@
-"""Bounded thread tests: invariants under contention, not timings (RELIABILITY §3.4)."""
+"""Bounded thread tests: invariants under contention, not timings."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def run_threads(n: int, target: Callable[[int], None]) -> None:
 
 
 def test_per_call_retry_state_is_isolated_across_threads() -> None:
-    # R9 (jd/tenacity#701): concurrent calls must not share attempt counters.
+    # jd/tenacity#701: concurrent calls must not share attempt counters.
     clock = ManualClock()
     local = threading.local()
     attempts: dict[int, list[int]] = {}
@@ -81,8 +81,8 @@ def test_shared_budget_counts_exactly_under_threads() -> None:
 
 
 def test_retry_sleeps_do_not_serialise_threads() -> None:
-    # X2-style check: 8 threads each wait one real 100 ms backoff; a lock held across the wait
-    # (or a sleep that kept the GIL) would take 800 ms.
+    # pybreaker-style serialisation check: 8 threads each wait one real 100 ms backoff; a lock held
+    # across the wait (or a sleep that kept the GIL) would take 800 ms.
     calls: dict[int, int] = {}
 
     @riprap.retry(max_attempts=2, base_delay=0.1, jitter=False)

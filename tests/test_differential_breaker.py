@@ -1,4 +1,4 @@
-"""Differential test (acceptance 1, T01): the Rust breaker and its pure-Python twin agree.
+"""Differential test: the Rust breaker and its pure-Python twin agree.
 
 Both `BreakerEngine`s are driven with the same random sequences of events: calls that succeed,
 fail, raise an ignored or excluded exception, raise a control-flow exception, run slow; trial

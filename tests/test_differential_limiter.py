@@ -4,7 +4,7 @@ Both cores are driven directly with the same random sequences (construction, try
 blocking and timed acquires, reservations with their waits, completions and cancellations,
 clock steps forward and back, forks, keyed requests over every key type with evictions and idle
 TTLs, and invalid arguments). Every result, exception (type and message), ticket, wait, length
-and counter must be equal after every step (acceptance 2, RELIABILITY T02). Runs once, in the
+and counter must be equal after every step. Runs once, in the
 rust pass of `make test`.
 """
 

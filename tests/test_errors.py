@@ -1,4 +1,4 @@
-"""SPEC §4: the error hierarchy, attributes, pickling."""
+"""The error hierarchy, attributes, pickling."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A forked child never hangs on a lock a parent thread held, and starts fresh (RELIABILITY P1,
-F23, T42 for the components built so far).
+"""A forked child never hangs on a lock a parent thread held, and starts fresh (the bug of
+RustPython/RustPython#7178 and daboross/fern#59), for every component built so far.
 
 The parent hammers one breaker, limiter, keyed limiter, retry budget and adaptive strategy from
 8 threads while it forks, so a child regularly inherits a lock that some parent thread held at

@@ -1,6 +1,7 @@
-"""SPEC §7 KeyedRateLimiter: per-key buckets, key types, bounded memory, decorator.
+"""KeyedRateLimiter: per-key buckets, key types, bounded memory, decorator.
 
-Runs on the active backend. Regression ids refer to docs/RELIABILITY.md §1c and §2.
+Runs on the active backend. Tests named `test_reg_<id>` guard against a bug or weakness a peer
+library shipped; comments cite the issue where there is one.
 """
 
 from __future__ import annotations
@@ -257,6 +258,7 @@ def test_async_decorator_limits_per_key(clock: ManualClock) -> None:
 
 
 def test_reg_B4_a_raising_key_function_takes_no_token(clock: ManualClock) -> None:
+    # resilience4j/resilience4j#2324: a raising user callable must leave nothing taken.
     lim = KeyedRateLimiter(1, 1, clock=clock)
 
     def key(x: object) -> object:
@@ -340,8 +342,8 @@ def test_waiters_on_one_key_do_not_hold_up_others(clock: ManualClock) -> None:
 def test_control_flow_exceptions_pass_through_keyed_wrappers(
     clock: ManualClock, exc: type[BaseException]
 ) -> None:
-    # T20 for the keyed limiter: propagated unchanged, the token spent, nothing counted as
-    # rejected.
+    # A control-flow exception through the keyed limiter: propagated unchanged, the token spent,
+    # nothing counted as rejected.
     lim = KeyedRateLimiter(1000, 1000, clock=clock)
     raised = exc()
 
@@ -368,7 +370,8 @@ def test_control_flow_exceptions_pass_through_keyed_wrappers(
 
 
 def test_a_cancelled_keyed_waiter_gives_its_slot_back(clock: ManualClock) -> None:
-    # F10 for the keyed limiter: on a clock whose asleep suspends, cancel a queued waiter.
+    # A cancelled wait on the keyed limiter: on a clock whose asleep suspends, cancel a queued
+    # waiter.
     from limiter_helpers import StepClock, settle
 
     async def main() -> tuple[float, float]:

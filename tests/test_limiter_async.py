@@ -3,7 +3,7 @@
 The deterministic tests run in virtual time on `StepClock` (its `asleep` parks the caller until
 the test moves time), so a waiter can be cancelled while it waits, or in the very tick its slot
 comes. A few short real-clock tests cover the wake-up path on the event loop itself.
-Regression ids refer to docs/RELIABILITY.md §1c (L1...) and §5 (T17, T18, T24, T25).
+Tests named `test_reg_<id>` reproduce a bug a peer limiter shipped and cite its issue.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def run_waiters(
 def test_100_waiters_fifo_and_50_cancelled_never_lose_or_double_grant(
     seed: int,
 ) -> None:
-    # Acceptance 3 (T18, L1): 100 waiters in arrival order; 50 cancelled at random moments,
+    # agronholm/anyio#947: 100 waiters in arrival order; 50 cancelled at random moments,
     # one of them in the very tick its slot comes. Survivors are served in order, each once,
     # at exactly the times a run without the cancelled waiters gives them.
     at_grant = random.Random(seed).randrange(10, 60)
@@ -252,7 +252,7 @@ def test_reg_L3_a_cancelled_waiter_hands_its_slot_to_the_next_on_the_real_clock(
 
 
 def test_real_clock_fifo_with_cancellations() -> None:
-    # Acceptance 3 on the real loop: 20 waiters 20 ms apart, 10 cancelled while queued.
+    # The same on the real loop: 20 waiters 20 ms apart, 10 cancelled while queued.
     rng = random.Random(7)
     victims = set(rng.sample(range(20), 10))
 

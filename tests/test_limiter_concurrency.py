@@ -1,4 +1,4 @@
-"""Real-time, multi-threaded audits of the limiter (RELIABILITY T13-style; acceptance 4).
+"""Real-time, multi-threaded audits of the limiter.
 
 Each admitted token is bracketed by two reads of the limiter's own clock, taken just before and
 just after `try_acquire`; its real decision time lies between them. The window check only uses
@@ -44,7 +44,7 @@ def worst_excess(tokens: list[tuple[int, int]], rate: float, burst: float) -> Fr
 
 @pytest.mark.slow
 def test_sixteen_threads_hammering_one_limiter_for_5s_never_exceed_the_bound() -> None:
-    # Acceptance 4: 16 threads, real time, 5 s; every window of the admitted tokens holds
+    # 16 threads, real time, 5 s; every window of the admitted tokens holds
     # burst + rate x window.
     rate, burst = 2000.0, 40.0
     lim = RateLimiter(rate, burst)
@@ -113,7 +113,8 @@ def test_keyed_limiter_under_threads_counts_exactly() -> None:
 
 
 def test_no_lock_is_held_around_the_limited_call_and_waits_release_the_gil() -> None:
-    # X2: 8 threads each run a 50 ms call through one limiter: in parallel, not one by one.
+    # pybreaker holds its lock around the call; here 8 threads each run a 50 ms call through one
+    # limiter: in parallel, not one by one.
     lim = RateLimiter(1000, 100)
 
     @lim
@@ -156,7 +157,7 @@ def test_no_lock_is_held_around_the_limited_call_and_waits_release_the_gil() -> 
 
 @pytest.mark.slow
 def test_reg_L11_stacked_limiters_under_32_threads_each_hold_their_bound() -> None:
-    # PyrateLimiter#106 / T13 (shortened to 2 s): 32 threads through two stacked limiters
+    # vutran1710/PyrateLimiter#106 (shortened to 2 s): 32 threads through two stacked limiters
     # (11/s and 190/min); a call needs both, and each must stay within its own bound.
     per_second = RateLimiter(11, 11)
     per_minute = RateLimiter(190 / 60, 190)

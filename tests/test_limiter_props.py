@@ -1,5 +1,5 @@
-"""Hypothesis properties of the limiters through the public API, on the active backend
-(acceptance 1; RELIABILITY T02, T06-T08, L16, L17), with a `Fraction` oracle.
+"""Hypothesis properties of the limiters through the public API, on the active backend, with a
+`Fraction` oracle: the window bound, throughput under saturation and the exact wait.
 
 Time is a ManualClock driven in whole nanoseconds (kept below 2e15 ns, where a float number of
 seconds converts back to the same nanosecond).
@@ -76,7 +76,7 @@ def test_every_window_holds_the_bound_and_decisions_match_the_oracle(
         assert clock.now_ns() == (now + wait) * NS
         assert oracle.take(Fraction(clock.now_ns(), NS), n)
         admitted.append((clock.now_ns(), n))
-    # The SPEC's promise, with the configured rate and burst (not just the effective ones).
+    # The documented bound, with the configured rate and burst (not just the effective ones).
     excess = worst_window_excess(admitted, Fraction(rate), Fraction(lim.burst))
     assert excess <= 0, float(excess)
 
@@ -90,7 +90,7 @@ def test_every_window_holds_the_bound_and_decisions_match_the_oracle(
 def test_reg_L17_saturation_for_60_simulated_seconds_admits_99_percent_of_the_rate(
     rate: float, burst: float | None, n: int
 ) -> None:
-    # L17: a caller that always waits for the next token, for 60 s.
+    # tower-rs/tower#438: a caller that always waits for the next token, for 60 s.
     clock = ManualClock()
     lim = build(rate, burst, clock)
     n = min(n, math.floor(lim.burst))
@@ -118,7 +118,7 @@ def test_reg_L16_after_a_denial_no_fraction_of_retry_after_admits_and_it_does(
     n: int,
     fractions: list[float],
 ) -> None:
-    # L16 / T08, with the oracle's exact wait.
+    # antifuchs/ratelimit_meter#36, with the oracle's exact wait.
     clock = ManualClock()
     lim = build(rate, burst, clock)
     oracle = Oracle(rate, burst)

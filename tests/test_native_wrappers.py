@@ -147,12 +147,14 @@ def test_stacked_wrappers_keep_their_own_policy(clock: ManualClock) -> None:
 def test_storage_keywords_are_validated_and_storage_is_not_built_yet(
     make: Callable[..., object],
 ) -> None:
-    # SPEC §18: on_storage_error= is a keyword of all three; Redis storage (§14) is missing.
+    # on_storage_error= is a keyword of all three; Redis storage is missing.
     for mode in ("local", "fail_open", "fail_closed", None):
         make(on_storage_error=mode)
     with pytest.raises(ValueError, match="on_storage_error must be one of"):
         make(on_storage_error="fail_sideways")
     with pytest.raises(TypeError, match="on_storage_error must be a str"):
         make(on_storage_error=1)
-    with pytest.raises(NotImplementedError, match="SPEC §14"):
+    with pytest.raises(
+        NotImplementedError, match="Redis storage is not implemented yet"
+    ):
         make(storage="redis://127.0.0.1:6379/0")

@@ -1,4 +1,7 @@
-"""Peer bugs turned into regression tests (RELIABILITY.md §1a, R1-R13), on the active backend."""
+"""Bugs peer retry libraries shipped, turned into regression tests, on the active backend.
+
+Each `test_reg_R<n>` cites the issue it reproduces.
+"""
 
 from __future__ import annotations
 
@@ -271,7 +274,8 @@ def test_reg_R13_reported_delay_is_the_delay_slept(clock: ManualClock) -> None:
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs POSIX signals")
 def test_ctrl_c_interrupts_a_blocking_retry_sleep_promptly() -> None:
-    # F25: the native wait sleeps in slices with the GIL released and checks for signals.
+    # Ctrl-C during a wait: the native wait sleeps in slices with the GIL released and checks for
+    # signals.
     @riprap.retry(max_attempts=2, base_delay=5.0, jitter=False)
     def op() -> None:
         raise ConnectionError("down")

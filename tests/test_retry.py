@@ -1,8 +1,6 @@
-"""SPEC §5 retry behaviour (decorator, hooks, logging, Retry-After, deadline).
+"""Retry behaviour (decorator, hooks, logging, Retry-After, deadline).
 
-Runs on the active backend.
-
-Regression ids (R1...) refer to docs/RELIABILITY.md §1a.
+Runs on the active backend. Comments cite the peer bugs a test guards against.
 """
 
 from __future__ import annotations
@@ -152,7 +150,7 @@ def test_the_callers_own_last_exception_comes_back(clock: ManualClock) -> None:
 def test_control_flow_exceptions_are_never_retried(
     clock: ManualClock, exc_type: type[BaseException]
 ) -> None:
-    # R3 (Llucs/backon#31) and R1: even when BaseException is listed as retryable.
+    # Llucs/backon#31 and jd/tenacity#529: even when BaseException is listed as retryable.
     f = Flaky(3, exc=exc_type)
     wrapped = riprap.retry(
         max_attempts=5, retryable_exceptions=(BaseException,), clock=clock, **FAST
@@ -179,7 +177,7 @@ def test_cancelled_error_is_never_retried_async(clock: ManualClock) -> None:
 
 
 def test_wait_for_cancels_during_the_retry_sleep_without_more_attempts() -> None:
-    # R1/R2/T19: a real 10 s backoff, cancelled by wait_for after 50 ms.
+    # jd/tenacity#529, jd/tenacity#186: a real 10 s backoff, cancelled by wait_for after 50 ms.
     calls = 0
 
     @riprap.retry(
@@ -202,7 +200,7 @@ def test_wait_for_cancels_during_the_retry_sleep_without_more_attempts() -> None
 
 
 def test_a_zero_delay_never_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
-    # X1: tenacity & co. call time.sleep(0) (~55 µs on Linux) for a zero wait.
+    # tenacity & co. call time.sleep(0) (~55 µs on Linux) for a zero wait.
     sleeps: list[float] = []
     monkeypatch.setattr(time, "sleep", lambda s: sleeps.append(s))
     real_asleep = asyncio.sleep
@@ -238,7 +236,7 @@ def test_real_sleep_happens_for_a_positive_delay() -> None:
 def test_on_retry_gets_attempt_exception_and_the_delay_really_slept(
     clock: ManualClock,
 ) -> None:
-    # R13: the reported delay is the one slept.
+    # hynek/stamina#72: the reported delay is the one slept.
     seen: list[tuple[int, str, float]] = []
     f = Flaky(3, clock=clock)
     wrapped = riprap.retry(
@@ -257,7 +255,8 @@ def test_on_retry_gets_attempt_exception_and_the_delay_really_slept(
 
 
 def test_a_raising_hook_surfaces_chained_to_the_failure(clock: ManualClock) -> None:
-    # F7/B4: the hook's error surfaces; __context__ is the original failure.
+    # resilience4j/resilience4j#2324: the hook's error surfaces; __context__ is the original
+    # failure.
     f = Flaky(3)
 
     def hook(a: int, e: BaseException | None, d: float) -> None:
@@ -271,8 +270,8 @@ def test_a_raising_hook_surfaces_chained_to_the_failure(clock: ManualClock) -> N
 
 class TestDeadline:
     def test_no_sleep_crosses_the_deadline(self, clock: ManualClock) -> None:
-        # R8/T29: exponential waits 1, 2, 4, ... with deadline 5: attempts at 0, 1, 3; the next
-        # wait (4 s) would end at 7 > 5, so it stops at once without sleeping.
+        # jd/tenacity#423: exponential waits 1, 2, 4, ... with deadline 5: attempts at 0, 1, 3; the
+        # next wait (4 s) would end at 7 > 5, so it stops at once without sleeping.
         f = Flaky(10, clock=clock)
         with pytest.raises(ConnectionError):
             riprap.retry(
@@ -589,7 +588,8 @@ class TestDecoratorShape:
         assert asyncio.run(wrapped(1)) == 2
 
     def test_generator_functions_are_refused(self) -> None:
-        # R11: a generator's errors come while it is iterated; retry would be a silent no-op.
+        # jd/tenacity#64: a generator's errors come while it is iterated; retry would be a silent
+        # no-op.
         def gen() -> Any:
             yield 1
 

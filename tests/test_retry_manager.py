@@ -1,4 +1,4 @@
-"""RetryManager statistics, AdaptiveBackoffStrategy and IntelligentRetryManager (SPEC §5)."""
+"""RetryManager statistics, AdaptiveBackoffStrategy and IntelligentRetryManager."""
 
 from __future__ import annotations
 

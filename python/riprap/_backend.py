@@ -21,6 +21,7 @@ else:
     from . import _reference as core
 
 if NAME == "rust":
-    # A forked child must not replay its parent's jitter stream (SPEC §3). The reference
+    # A forked child must not replay its parent's jitter stream (unseeded jitter reseeds in
+    # the child, or forked workers would retry in lockstep). The reference
     # registers its own hook when it is imported.
     os.register_at_fork(after_in_child=core.note_fork)

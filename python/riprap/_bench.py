@@ -1,6 +1,6 @@
 """Benchmark cases and a paired timer, shared by `riprap bench` and `benches/` (pytest-benchmark).
 
-Numbers are added nanoseconds over a bare call of the same function (SPEC §16): every sample
+Numbers are added nanoseconds over a bare call of the same function: every sample
 times a loop of bare calls and a loop of protected calls back to back, and the reported value is
 the median over samples of their difference. Ratios measured in one process are what matter; the
 absolute numbers move with the machine's load.
@@ -163,7 +163,8 @@ def run_cases(
 
     load_cases()
     for name in ("riprap", "stamina", "tenacity", "backoff"):
-        logging.getLogger(name).setLevel(logging.ERROR)  # SPEC §16: loggers at ERROR
+        # Loggers at ERROR: a log record costs what logging makes it cost, not riprap.
+        logging.getLogger(name).setLevel(logging.ERROR)
     samples = 15 if quick else 41
     results = []
     for case in CASES:
@@ -230,7 +231,7 @@ def _fmt(ns: float) -> str:
 def render_table(results: list[Result]) -> str:
     """Markdown tables of added cost, one per primitive.
 
-    Cases are grouped by the first word of their key, in the order of the SPEC's sections; each
+    Cases are grouped by the first word of their key (retry, breaker, limiter, keyed); each
     table has a column for every implementation measured in it.
     """
     load_cases()

@@ -1,4 +1,4 @@
-"""Circuit breaker (SPEC §6): the state enum, the validated config and the breaker itself.
+"""Circuit breaker: the state enum, the validated config and the breaker itself.
 
 How a guarded call runs:
 
@@ -159,7 +159,7 @@ class _Dispatch:
             try:
                 listener(self.name, before, after)
             except Exception:
-                # B15 (danielfm/pybreaker#41): one bad listener must not break the breaker or
+                # danielfm/pybreaker#41: one bad listener must not break the breaker or
                 # the call; the others still run.
                 logger.exception(
                     "circuit breaker %r: listener %r raised on %s -> %s",
@@ -182,7 +182,7 @@ def live_breakers() -> list[CircuitBreaker]:
 class CircuitBreaker:
     """A circuit breaker: decorator, (async) context manager, and `await call(...)`.
 
-    The state machine (SPEC §6): CLOSED counts outcomes and opens when consecutive failures
+    The state machine: CLOSED counts outcomes and opens when consecutive failures
     reach `failure_threshold`, or the window's failure rate exceeds `failure_rate_threshold`, or
     its slow-call rate reaches `slow_call_rate_threshold` (the rates only once the window holds
     `minimum_calls` calls). OPEN rejects every call with `CircuitOpenError` until `timeout` has
@@ -198,9 +198,9 @@ class CircuitBreaker:
 
     Args:
         name: The breaker's name (in errors, logs, stats and listener calls).
-        config: A `CircuitBreakerConfig` (default: the SPEC defaults).
+        config: A `CircuitBreakerConfig` (default: `CircuitBreakerConfig()`).
         clock: A `riprap.testing.ManualClock` (default: the monotonic clock).
-        storage: Shared Redis state (SPEC §14); not implemented yet.
+        storage: Shared Redis state; not implemented yet.
         on_storage_error: What to do when the storage fails: "local", "fail_open" or
             "fail_closed" (used with `storage`).
 
@@ -228,7 +228,7 @@ class CircuitBreaker:
         v.storage_error_mode(on_storage_error)
         if storage is not None:
             raise NotImplementedError(
-                "CircuitBreaker(storage=...): Redis storage (SPEC §14) is not implemented yet"
+                "CircuitBreaker(storage=...): Redis storage is not implemented yet"
             )
         self._name = name
         self._config = config
@@ -266,7 +266,7 @@ class CircuitBreaker:
     def get_stats(self) -> dict[str, Any]:
         """A snapshot of the breaker. Times are seconds on the breaker's clock.
 
-        Keys (the SPEC's first, then extras):
+        Keys (the documented core set first, then extras):
 
         * `name`: the breaker's name; `state`: the state's value string.
         * `failure_count`, `success_count`: failed and successful calls in the window (the last
@@ -429,7 +429,7 @@ def _async_wrapper(
         try:
             result = await func(*args, **kwargs)
         except Exception as exc:
-            # B16 (fabfuel/circuitbreaker#4): failures raised on await are counted.
+            # fabfuel/circuitbreaker#4: failures raised on await are counted.
             record(permit, exc)
             raise
         except BaseException:

@@ -1,4 +1,4 @@
-"""Named circuit breakers (SPEC §6): the registry, the `circuit_breaker` decorator, the monitor.
+"""Named circuit breakers: the registry, the `circuit_breaker` decorator, the monitor.
 
 `circuit_breaker_registry` is the process-wide registry. `riprap.circuit_breaker(name, ...)` and
 `CircuitBreakerDecorator(name, config)` guard functions with the registry's breaker of that name,

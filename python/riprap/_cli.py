@@ -18,14 +18,14 @@ commands:
   bench   measure riprap against the pure-Python reference backend and the installed peers
           (tenacity, stamina, backoff, pybreaker, circuitbreaker, aiobreaker, purgatory,
           limits, pyrate-limiter, aiolimiter) and print the comparison tables
-  dlq     inspect and replay the dead-letter queue (SPEC §11): not implemented yet
-  serve   serve /metrics, /health and a dashboard (SPEC §13): not implemented yet
+  dlq     inspect and replay the dead-letter queue: not implemented yet
+  serve   serve /metrics, /health and a dashboard: not implemented yet
 """
 
-#: Commands the SPEC names that are not built yet, and the section that describes them.
+#: Commands that are planned but not built yet, and what each would serve.
 NOT_YET = {
-    "dlq": "the dead-letter queue (SPEC §11)",
-    "serve": "the metrics endpoint and dashboard (SPEC §13)",
+    "dlq": "the dead-letter queue",
+    "serve": "the metrics endpoint and dashboard",
 }
 
 

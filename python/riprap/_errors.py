@@ -1,4 +1,4 @@
-"""riprap's exception hierarchy (SPEC §4).
+"""riprap's exception hierarchy.
 
 Every exception riprap raises means "riprap refused" and derives from `ResilienceError`. When a
 retried call finally fails, the caller gets its own exception back, never a wrapper. Where the seed
@@ -36,7 +36,7 @@ class CircuitOpenError(ResilienceError):
     Raised as `CircuitOpenError(name, retry_after)`; a breaker raises a fresh instance on every
     rejection. It has no Python `__init__`: the attributes are read from `args` and the message
     is formatted when it is shown, so a rejection costs a C-level construction only (an `__init__`
-    written in Python costs ~0.7 µs, more than the whole rejection budget of SPEC §16).
+    written in Python costs ~0.7 µs, more than the whole ~700 ns a rejection may cost).
 
     Attributes:
         name: The breaker's name.
@@ -67,7 +67,7 @@ class CircuitOpenError(ResilienceError):
         return f"circuit breaker {name!r} is open; retry after {retry_after:.3f}s"
 
 
-class RateLimitExceeded(ResilienceError):  # noqa: N818 - the SPEC's name
+class RateLimitExceeded(ResilienceError):  # noqa: N818 - the public name, kept
     """A rate limiter refused the call.
 
     Attributes:

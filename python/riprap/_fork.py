@@ -1,8 +1,9 @@
-"""Fork awareness on the Python side: a forked child starts fresh (RELIABILITY P1, F23).
+"""Fork awareness on the Python side: a forked child starts fresh.
 
 A `threading.Lock` that another parent thread held at the moment of `os.fork()` is never
-released in the child, so the child's first use of that object would hang. Objects that hold a
-lock or per-process state call `track(self)`; in every forked child `renew_all` (registered with
+released in the child, so the child's first use of that object would hang (peers shipped this
+bug: RustPython/RustPython#7178, daboross/fern#59). Objects that hold a lock or per-process
+state call `track(self)`; in every forked child `renew_all` (registered with
 `os.register_at_fork`) calls each one's `_after_fork()`, which replaces its locks and, for the
 stateful primitives of the reference backend, starts their state afresh exactly as the Rust core
 does on first use after a fork (`rust/core/src/fork.rs`). The child has one thread while this

@@ -1,4 +1,4 @@
-"""Rate limiting (SPEC §7): `RateLimiter` and `KeyedRateLimiter`.
+"""Rate limiting: `RateLimiter` and `KeyedRateLimiter`.
 
 How a limited call runs:
 
@@ -125,7 +125,7 @@ class RateLimiter(core.RateLimiter):
     safe), `with limiter:` / `async with limiter:` (one token), or `@limiter` on a sync or async
     function. Waiting callers are served in arrival order and `try_acquire` never takes a token
     a waiter is queued for; a waiter that is cancelled gives its slot back and those behind it
-    move up. A token taken is spent, whatever the call then does (SPEC §18).
+    move up. A token taken is spent, whatever the call then does.
 
     Args:
         rate: Tokens per second, finite and > 0. Every rate up to 1e6/s works; tokens are spaced
@@ -137,9 +137,9 @@ class RateLimiter(core.RateLimiter):
         on_limit: What `@limiter` and `with limiter:` do without a token: "wait" (default) or
             "raise" `RateLimitExceeded(name, retry_after)` at once.
         clock: A `riprap.testing.ManualClock` (waits then advance it instead of sleeping).
-        storage: Shared (Redis) state, SPEC §14: not implemented yet; must be None.
+        storage: Shared (Redis) state: not implemented yet; must be None.
         on_storage_error: "local" (default), "fail_open" or "fail_closed": what to do when
-            the storage fails (SPEC §14). Validated now; it takes effect with `storage`.
+            the storage fails. Validated now; it takes effect with `storage`.
 
     `get_stats()` returns `name`, `rate`, `burst`, and the counters since creation: `admitted`
     (requests granted, at once or after waiting), `rejected` (`try_acquire` returned False, or
@@ -229,9 +229,9 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
         idle_ttl: Seconds after which a key whose bucket is full is forgotten (None: only when
             room is needed).
         clock: A `riprap.testing.ManualClock`.
-        storage: Shared (Redis) state, SPEC §14: not implemented yet; must be None.
+        storage: Shared (Redis) state: not implemented yet; must be None.
         on_storage_error: "local" (default), "fail_open" or "fail_closed": what to do when
-            the storage fails (SPEC §14). Validated now; it takes effect with `storage`.
+            the storage fails. Validated now; it takes effect with `storage`.
 
     `get_stats()` returns what `RateLimiter.get_stats()` does, over all keys, plus `keys` (tracked
     now) and `evicted` (keys forgotten to bound memory since creation).

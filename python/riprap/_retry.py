@@ -1,4 +1,4 @@
-"""Retry with backoff and jitter (SPEC §5): policies, the decorator and code-block retries.
+"""Retry with backoff and jitter: policies, the decorator and code-block retries.
 
 How a retried call runs:
 

@@ -145,7 +145,7 @@ STORAGE_ERROR_MODES = ("local", "fail_open", "fail_closed")
 
 
 def storage_error_mode(value: object) -> str:
-    """`on_storage_error=` (SPEC §14, §18): "local" (the default), "fail_open" or "fail_closed".
+    """`on_storage_error=`: "local" (the default), "fail_open" or "fail_closed".
 
     It only takes effect with `storage=`, which is not implemented yet.
     """

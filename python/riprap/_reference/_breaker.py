@@ -453,7 +453,8 @@ class BreakerEngine:
             try:
                 classified = self._outcome(exc)
             except BaseException:
-                self._core.release(permit)  # keep permits balanced (B4)
+                # Keep permits balanced (resilience4j/resilience4j#2324).
+                self._core.release(permit)
                 raise
             if classified is None:
                 self._core.release(permit)

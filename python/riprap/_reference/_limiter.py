@@ -138,7 +138,7 @@ def cost(quota: Quota, n: object) -> int:
     if isinstance(n, int):
         return quota.cost(n)
     if isinstance(n, float):
-        # RELIABILITY F4: NaN (and any float) is a ValueError, as in the core.
+        # NaN (and any float) is a ValueError, as in the core: a token count is a whole number.
         raise ValueError(f"n must be a whole number of tokens (an int), got {n!r}")  # noqa: TRY004
     raise TypeError(f"n must be an int, got {_type_name(n)}")
 
@@ -169,14 +169,14 @@ def raises(value: object) -> bool:
 
 
 def no_storage(what: str, storage: object, on_storage_error: object) -> None:
-    """`storage=` must be None until Redis storage lands (SPEC §14).
+    """`storage=` must be None until Redis storage lands.
 
     `on_storage_error=` is validated now and takes effect with it.
     """
     storage_error_mode(on_storage_error)
     if storage is not None:
         raise NotImplementedError(
-            f"{what}(storage=...): Redis storage (SPEC §14) is not implemented yet"
+            f"{what}(storage=...): Redis storage is not implemented yet"
         )
 
 

@@ -38,7 +38,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// The accepted names, in the order the SPEC lists them.
+    /// The accepted names, in the order error messages list them.
     pub const NAMES: &'static [&'static str] = &[
         "exponential",
         "linear",

@@ -1,4 +1,4 @@
-//! The circuit breaker state machine: CLOSED → OPEN → HALF_OPEN → CLOSED (SPEC §6).
+//! The circuit breaker state machine: CLOSED → OPEN → HALF_OPEN → CLOSED.
 //!
 //! Why this shape: a breaker sits on every call, so it must cost nanoseconds, must never hold a
 //! lock while the protected call runs (pybreaker serialises all threads that way), and must not
@@ -78,7 +78,7 @@ pub enum State {
 }
 
 impl State {
-    /// The SPEC's value string: `"closed"`, `"open"` or `"half_open"`.
+    /// The public value string: `"closed"`, `"open"` or `"half_open"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Closed => "closed",

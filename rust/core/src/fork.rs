@@ -1,8 +1,8 @@
 //! Fork awareness: state that starts over in a forked child.
 //!
 //! A process that forks while another of its threads holds a lock leaves the child a lock that
-//! nobody will ever release: a child that then touches the same limiter or breaker hangs (fern
-//! and RustPython had this bug, RELIABILITY P1). And a child that inherits its parent's counters,
+//! nobody will ever release: a child that then touches the same limiter or breaker hangs
+//! (daboross/fern#59, RustPython/RustPython#7178). And a child that inherits its parent's counters,
 //! token buckets and breaker windows reports and decides on traffic it never saw.
 //!
 //! So the Python layer calls [`note_fork`] in every forked child (`os.register_at_fork`), and each

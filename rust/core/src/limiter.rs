@@ -10,11 +10,12 @@
 //! any window of length `w` this admits at most `burst + rate × w` tokens, and under saturation it
 //! admits exactly `rate`. Nothing is stored per admitted call, nothing runs in the background.
 //!
-//! Representation (documented, because L15 says rounding must never be silent): time is integer
-//! nanoseconds since the limiter was made (`now − origin`, saturating at 0, so a clock that steps
-//! back before it only looks like "no time passed"). `T` is `1e9/rate` rounded *up* to a whole
+//! Representation (documented, because rounding must never be silent: governor turned a sub-ns
+//! interval into 0 and panicked, boinkor-net/governor#203): time is integer nanoseconds since
+//! the limiter was made (`now − origin`, saturating at 0, so a clock that steps back before it
+//! only looks like "no time passed"). `T` is `1e9/rate` rounded *up* to a whole
 //! nanosecond and `τ` is `burst × T` rounded *down*, both computed exactly from the floats' bits,
-//! so the real rate and burst are never above the configured ones and the SPEC's bound holds for
+//! so the real rate and burst are never above the configured ones and the bound above holds for
 //! the configured values. A rate or burst whose rounding would cost more than 0.1 % is refused
 //! with a `ConfigError` that says why: every rate up to 1e6/s works; above that, only rates whose
 //! interval is (within 0.1 %) a whole number of nanoseconds, up to 1e9/s. `1/rate` and
@@ -445,7 +446,7 @@ mod tests {
             l.reserve(1, 0, Some(2 * S)).unwrap(),
             Reservation::Refused { wait: 3 * S }
         );
-        // L2: at a's slot, try_acquire cannot take what b holds.
+        // agronholm/anyio#1170: at a's slot, try_acquire cannot take what b holds.
         assert_eq!(l.remaining(a, S), 0);
         assert!(matches!(
             l.try_acquire(1, S).unwrap(),
@@ -508,7 +509,8 @@ mod tests {
 
     #[test]
     fn a_cancel_in_the_same_tick_as_the_grant_gives_back() {
-        // L1: the waiter's slot has come, nobody after it went through: it is given back.
+        // agronholm/anyio#947: the waiter's slot has come, nobody after it went through: it is
+        // given back.
         let l = limiter(1.0, 1.0);
         assert_eq!(l.try_acquire(1, 0).unwrap(), Decision::Admit);
         let Reservation::Queued { ticket, .. } = l.reserve(1, 0, None).unwrap() else {

@@ -288,7 +288,7 @@ mod tests {
         *state >> 33
     }
 
-    // B17 (resilience4j/resilience4j#2379, #2334): a one-bucket window crashed. One bucket, two
+    // resilience4j/resilience4j#2379, #2334: a one-bucket window crashed. One bucket, two
     // buckets and the largest size survive 1e5 ticks and agree with the definition.
     #[test]
     fn one_two_and_max_buckets_survive_1e5_ticks() {

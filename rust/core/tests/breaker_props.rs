@@ -68,7 +68,8 @@ fn check(b: &CircuitBreaker, st: &BreakerStats, open_permits: usize) {
     assert!((0.0..=1.0).contains(&rate));
     assert!((0.0..=1.0).contains(&st.window.slow_rate()));
     assert!(st.window.slow <= st.window.calls());
-    // B8: OPEN implies opened_at; only OPEN has one.
+    // OPEN implies opened_at; only OPEN has one (ahawkins/breaker#7: OPEN with none never
+    // half-opened).
     assert_eq!(st.state == State::Open, st.opened_at.is_some());
     assert_eq!(st.state == State::Closed, st.open_since.is_none());
     if st.state != State::HalfOpen {
@@ -129,7 +130,8 @@ proptest! {
             prop_assert_eq!(st.state, last);
             check(&b, &st, permits.len());
         }
-        // Liveness (B5, B6): once every permit is back, a half-open breaker admits a trial call.
+        // Liveness (resilience4j/resilience4j#935, App-vNext/Polly#1979): once every permit is
+        // back, a half-open breaker admits a trial call.
         for p in permits.drain(..) {
             b.release(p);
         }
@@ -168,8 +170,9 @@ proptest! {
     }
 }
 
-/// B1, B2, T11 in Rust: 16 threads race for the half-open slots at the same instant; at most
-/// `half_open_max_calls` trial calls run at once, and OPEN → HALF_OPEN happens exactly once.
+/// resilience4j/resilience4j#1432 and App-vNext/Polly#216 in Rust: 16 threads race for the
+/// half-open slots at the same instant; at most `half_open_max_calls` trial calls run at once,
+/// and OPEN → HALF_OPEN happens exactly once.
 #[test]
 fn threads_racing_at_the_half_open_instant_respect_the_gate() {
     for _ in 0..50 {

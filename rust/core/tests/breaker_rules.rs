@@ -133,7 +133,8 @@ fn half_open_gate_closes_after_successes_and_reopens_on_failure() {
 
 #[test]
 fn ignored_and_released_trials_give_their_slot_back() {
-    // B3, B5, B6: no outcome leaves HALF_OPEN without a free slot.
+    // No outcome leaves HALF_OPEN without a free slot (resilience4j/resilience4j#544,
+    // resilience4j/resilience4j#935, App-vNext/Polly#1979).
     let b = breaker(|c| {
         c.failure_threshold = 1;
         c.half_open_max_calls = 1;
@@ -157,7 +158,8 @@ fn ignored_and_released_trials_give_their_slot_back() {
 
 #[test]
 fn lost_trials_are_reclaimed_after_a_timeout() {
-    // B5, B9: a trial call that never reports cannot pin HALF_OPEN.
+    // A trial call that never reports cannot pin HALF_OPEN (resilience4j/resilience4j#935,
+    // EtaCassiopeia/zio-openfeature#263).
     let b = breaker(|c| {
         c.failure_threshold = 1;
         c.half_open_max_calls = 2;
@@ -181,7 +183,7 @@ fn lost_trials_are_reclaimed_after_a_timeout() {
 
 #[test]
 fn late_failures_from_before_the_trip_move_nothing() {
-    // B2: a late failure of an earlier call must not re-open or re-fire.
+    // App-vNext/Polly#216: a late failure of an earlier call must not re-open or re-fire.
     let b = breaker(|c| c.failure_threshold = 1);
     let early = admit(&b, 0);
     assert_eq!(call(&b, 0, Outcome::Failure), OPENED);

@@ -1,6 +1,7 @@
-//! Properties of the GCRA limiter and the keyed limiter (RELIABILITY T06-T08, L1, L16, L17):
-//! the window bound over every window, throughput under saturation, the exact wait, and exact
-//! give-back of cancelled reservations. Time is injected, so "60 seconds" take microseconds.
+//! Properties of the GCRA limiter and the keyed limiter: the window bound over every window,
+//! throughput under saturation (tower-rs/tower#438), the exact wait
+//! (antifuchs/ratelimit_meter#36), and exact give-back of cancelled reservations
+//! (agronholm/anyio#947). Time is injected, so "60 seconds" take microseconds.
 
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,7 +105,8 @@ proptest! {
         quota in slow_quota(),
         n in 1u64..4,
     ) {
-        // L17 / T07: a caller that always retries exactly at retry_after, for 60 s.
+        // tower-rs/tower#438: a caller that always retries exactly at retry_after, for 60 s, gets
+        // the full rate.
         let n = n.min(quota.burst().floor() as u64);
         let l = RateLimiter::new(quota, 0);
         let (mut now, mut tokens) = (0u64, 0u64);
@@ -126,8 +128,8 @@ proptest! {
         n in 1u64..4,
         fractions in prop::collection::vec(0.0..1.0f64, 1..8),
     ) {
-        // L16 / T08: after a denial, not admitted at any fraction of the wait, admitted exactly
-        // at it.
+        // antifuchs/ratelimit_meter#36: after a denial, not admitted at any fraction of the wait,
+        // admitted exactly at it.
         let l = RateLimiter::new(quota, 0);
         let cap = quota.burst().floor() as u64;
         let mut now = 0;
@@ -168,8 +170,8 @@ proptest! {
         order in any::<u64>(),
         later in 0u64..10 * S,
     ) {
-        // L1 / T18: cancelling waiters whose slot has not come (in any order) leaves the limiter
-        // in exactly the state of one that never saw those requests.
+        // agronholm/anyio#947: cancelling waiters whose slot has not come (in any order) leaves
+        // the limiter in exactly the state of one that never saw those requests.
         let cap = quota.burst().floor() as u64;
         let with = RateLimiter::new(quota, 0);
         let mut now = 0;
@@ -231,7 +233,7 @@ proptest! {
 
 #[test]
 fn sixteen_threads_on_real_time_never_exceed_the_bound() {
-    // T13-style audit: 16 threads hammer one limiter on the monotonic clock for 2 s. Each
+    // A real-time audit: 16 threads hammer one limiter on the monotonic clock for 2 s. Each
     // decision's `now` is recorded; the bound must hold over every window of those times.
     let quota = Quota::new(20_000.0, Some(100.0)).unwrap();
     let clock = Clock::Monotonic;

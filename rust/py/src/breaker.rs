@@ -2,7 +2,7 @@
 //! classification and transition hook), `BreakerPermit`, and `BreakerCall` (the native wrapper
 //! `@breaker` puts around a sync function).
 //!
-//! Why native: the closed success path has a budget of ~120 ns added per call (SPEC §16) and a
+//! Why native: the closed success path has a budget of ~120 ns added per call and a
 //! Python closure alone costs more. `BreakerCall` is called through vectorcall; while the breaker
 //! is CLOSED its fast path is one atomic load, the call (arguments forwarded untouched), one clock
 //! read and one short lock to record the success. Everything else (a failure to classify, an
@@ -233,7 +233,7 @@ impl PyBreakerEngine {
                 }
                 Err(err) => {
                     // A classification that raised (a failing __instancecheck__): keep the
-                    // permits balanced and surface the error (B4).
+                    // permits balanced and surface the error (resilience4j/resilience4j#2324).
                     self.inner.release(permit);
                     return Err(err);
                 }

@@ -4,7 +4,7 @@
 //!
 //! Why native: `try_acquire` is a lean method (one clock read, one compare-and-swap, one counter),
 //! and a decorated sync function is called through vectorcall, so a limited call adds little over
-//! `try_acquire` itself (SPEC §16). Waiting happens here for sync callers (GIL released in
+//! `try_acquire` itself. Waiting happens here for sync callers (GIL released in
 //! <= 50 ms slices that honour Ctrl-C; a manual clock just advances) and in Python for async
 //! callers, which reserve with `_reserve`, wait for `_remaining` to reach zero and report
 //! `_complete` or `_cancel`. A cancelled waiter's slot is given back and the waiters behind it
@@ -53,8 +53,8 @@ fn type_name(v: &Bound<'_, PyAny>) -> String {
         .map_or_else(|_| "object".to_owned(), |n| n.to_string())
 }
 
-/// `n=`: a whole number of tokens, `1 <= n <= burst`. Floats (NaN included) are a `ValueError`,
-/// as RELIABILITY F4 asks; other types a `TypeError`.
+/// `n=`: a whole number of tokens, `1 <= n <= burst`. Floats (NaN included) are a `ValueError`
+/// (a fractional token count is a bad value, not a bad type); other types a `TypeError`.
 pub(crate) fn cost(quota: &Quota, n: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
     let Some(n) = n else {
         return Ok(quota.interval_ns());
@@ -137,7 +137,7 @@ pub(crate) fn raises(v: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
     }
 }
 
-/// `storage=`: only `None` until Redis storage lands (SPEC §14); `on_storage_error=` ("local",
+/// `storage=`: only `None` until Redis storage lands; `on_storage_error=` ("local",
 /// "fail_open" or "fail_closed") is validated now and takes effect with it. Messages match
 /// `riprap._validate.storage_error_mode`.
 pub(crate) fn no_storage(
@@ -161,7 +161,7 @@ pub(crate) fn no_storage(
     }
     match storage {
         Some(s) if !s.is_none() => Err(PyNotImplementedError::new_err(format!(
-            "{what}(storage=...): Redis storage (SPEC §14) is not implemented yet"
+            "{what}(storage=...): Redis storage is not implemented yet"
         ))),
         _ => Ok(()),
     }

@@ -3,7 +3,7 @@
 //!
 //! Why native: a Python closure `wrapper(*args, **kwargs)` costs ~165 ns by itself, more than the
 //! whole budget for retry's success path, and a Python retry loop costs ~1 µs per failure beyond
-//! the exception itself (SPEC §16). `RetryCall` calls the function through `tp_call` with the
+//! the exception itself. `RetryCall` calls the function through `tp_call` with the
 //! caller's own argument tuple and dict; on failure the engine classifies the exception, asks the
 //! core schedule for the next delay, checks the budget, logs, calls `on_retry`, waits on the clock
 //! (never for a zero delay) and calls again, all without a Python frame of its own. Async

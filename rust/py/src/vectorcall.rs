@@ -2,7 +2,7 @@
 //!
 //! PyO3 implements a pyclass's `__call__` through `tp_call`, which makes every call pack its
 //! arguments into a tuple and a dict: ~85 ns per call on the reference machine, where a C
-//! vectorcall wrapper costs ~25 ns (SPEC §16). A wrapper type opts in here: it stores
+//! vectorcall wrapper costs ~25 ns. A wrapper type opts in here: it stores
 //! [`trampoline`] in a `ffi::vectorcallfunc` field, and at module init [`enable`] measures that
 //! field's offset in one live instance (the layout is fixed per type) and sets
 //! `tp_vectorcall_offset` plus `Py_TPFLAGS_HAVE_VECTORCALL` on the type. The wrapper then

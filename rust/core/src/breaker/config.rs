@@ -4,7 +4,7 @@ use super::WINDOW_BUCKETS;
 use crate::clock::secs_to_nanos;
 use crate::error::{ConfigError, check_float, check_int};
 
-/// A breaker's configuration (SPEC §6 names and defaults). Durations are seconds.
+/// A breaker's configuration (the public field names and defaults). Durations are seconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker (>= 1).

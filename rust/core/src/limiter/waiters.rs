@@ -26,8 +26,8 @@ struct Pending {
 /// reservation is still pending, each one's slot directly follows the previous one (no immediate
 /// admission slipped in between) and the TAT is still the last slot's end. A reservation
 /// cancelled before its slot always qualifies (nothing after it can have been admitted yet); one
-/// cancelled after its slot came, once a later request went through, counts as spent (SPEC §18:
-/// a token taken is spent).
+/// cancelled after its slot came, once a later request went through, counts as spent (a token
+/// taken is spent).
 #[derive(Debug, Default)]
 pub struct Waiters {
     entries: VecDeque<Pending>,
