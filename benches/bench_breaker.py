@@ -3,7 +3,7 @@ purgatory and aiobreaker.
 
 Each case is timed twice: by pytest-benchmark (its own statistics, in the usual table), and by
 riprap's paired timer (added ns over a bare call, median of paired samples), which feeds the
-comparison table printed at the end of the run. See `riprap/_bench_breaker.py` for the cases.
+comparison table printed at the end of the run. See `riprap/_cli/bench/breaker.py` for the cases.
 """
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ from collections.abc import Callable
 
 import pytest
 
-from riprap import _bench
+from riprap._cli.bench import cases
+from riprap._cli.bench.harness import Case
 
 PARAMS = [
     pytest.param(case, impl, id=f"{case.key}-{impl}")
-    for case, impl in _bench.selected("breaker")
+    for case, impl in cases.selected("breaker")
 ]
 
 
 @pytest.mark.parametrize(("case", "impl"), PARAMS)
-def test_breaker(
-    run_case: Callable[[_bench.Case, str], None], case: _bench.Case, impl: str
-) -> None:
+def test_breaker(run_case: Callable[[Case, str], None], case: Case, impl: str) -> None:
     run_case(case, impl)

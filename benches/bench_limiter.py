@@ -13,18 +13,17 @@ from collections.abc import Callable
 import pytest
 
 import riprap
-from riprap import _bench, _bench_limiter
+from riprap._cli.bench import cases, limiter
+from riprap._cli.bench.harness import Case
 
 PARAMS = [
     pytest.param(case, impl, id=f"{case.key}-{impl}")
-    for case, impl in _bench.selected("limiter", "keyed")
+    for case, impl in cases.selected("limiter", "keyed")
 ]
 
 
 @pytest.mark.parametrize(("case", "impl"), PARAMS)
-def test_limiter(
-    run_case: Callable[[_bench.Case, str], None], case: _bench.Case, impl: str
-) -> None:
+def test_limiter(run_case: Callable[[Case, str], None], case: Case, impl: str) -> None:
     run_case(case, impl)
 
 
@@ -32,11 +31,11 @@ def test_keyed_bytes_per_key(
     benchmark: pytest.FixtureDef,  # type: ignore[type-arg]
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    per_key = _bench_limiter.keyed_bytes_per_key()
+    per_key = limiter.keyed_bytes_per_key()
     benchmark.extra_info.update(bytes_per_key=per_key, backend=riprap.backend())  # type: ignore[attr-defined]
     with capsys.disabled():
         print(
-            f"\nkeyed limiter, {_bench_limiter.KEYS:,} live int keys "
+            f"\nkeyed limiter, {limiter.KEYS:,} live int keys "
             f"({riprap.backend()} backend): {per_key:.1f} bytes per key (RSS)"
         )
     if riprap.backend() == "rust":

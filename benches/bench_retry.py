@@ -11,16 +11,15 @@ from collections.abc import Callable
 
 import pytest
 
-from riprap import _bench
+from riprap._cli.bench import cases
+from riprap._cli.bench.harness import Case
 
 PARAMS = [
     pytest.param(case, impl, id=f"{case.key}-{impl}")
-    for case, impl in _bench.selected("retry")
+    for case, impl in cases.selected("retry")
 ]
 
 
 @pytest.mark.parametrize(("case", "impl"), PARAMS)
-def test_retry(
-    run_case: Callable[[_bench.Case, str], None], case: _bench.Case, impl: str
-) -> None:
+def test_retry(run_case: Callable[[Case, str], None], case: Case, impl: str) -> None:
     run_case(case, impl)

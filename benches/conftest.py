@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import pathlib
 import subprocess
 from collections.abc import Callable
@@ -18,25 +17,23 @@ from typing import Any
 import pytest
 
 import riprap
-from riprap import _bench
+from riprap._cli.bench import cases, harness
 
-RESULTS: list[_bench.Result] = []
+RESULTS: list[harness.Result] = []
 OUT = pathlib.Path(__file__).resolve().parent.parent / ".bench"
 
 
 @pytest.fixture(autouse=True)
 def _quiet_riprap() -> None:
-    # Measured with the loggers at ERROR: a log record costs what logging makes it cost.
-    for name in ("riprap", "stamina", "tenacity", "backoff"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    harness.quiet_loggers()
 
 
 @pytest.fixture
-def run_case(benchmark: Any) -> Callable[[_bench.Case, str], None]:
+def run_case(benchmark: Any) -> Callable[[harness.Case, str], None]:
     """Time one case with riprap's paired timer (for the table) and with pytest-benchmark."""
 
-    def run(case: _bench.Case, impl: str) -> None:
-        fn, result = _bench.run_case(case, impl)
+    def run(case: harness.Case, impl: str) -> None:
+        fn, result = harness.run_case(case, impl)
         RESULTS.append(result)
         benchmark.extra_info.update(
             added_ns=result.added_ns, bare_ns=result.bare_ns, backend=result.backend
@@ -70,13 +67,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     other = OUT / ("python.json" if backend == "rust" else "rust.json")
     if other.exists():
         merged += [
-            _bench.Result(**r)
+            harness.Result(**r)
             for r in json.loads(other.read_text())
             if r["impl"] == "riprap"
         ]
     tr = terminalreporter
     tr.section("riprap: median added cost per call over a bare call (paired samples)")
-    tr.write_line(f"machine: {_bench.machine()}; commit {_commit()}")
+    tr.write_line(f"machine: {harness.machine()}; commit {_commit()}")
     tr.write_line("")
-    for line in _bench.render_table(merged).splitlines():
+    for line in harness.render_table(cases.all_cases(), merged).splitlines():
         tr.write_line(line)

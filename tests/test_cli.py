@@ -47,11 +47,11 @@ def test_demo_runs_and_reports(capsys: object) -> None:
 
 
 def test_bench_json_measures_riprap(capsys: object, monkeypatch: object) -> None:
-    from riprap import _bench, _bench_limiter
+    from riprap._cli.bench import cases, limiter
 
     # The keyed cases build a million keys; a thousand show the same plumbing quickly.
-    monkeypatch.setattr(_bench_limiter, "KEYS", 1000)  # type: ignore[attr-defined]
-    monkeypatch.setattr(_bench_limiter, "PEER_KEYS", 1000)  # type: ignore[attr-defined]
+    monkeypatch.setattr(limiter, "KEYS", 1000)  # type: ignore[attr-defined]
+    monkeypatch.setattr(limiter, "PEER_KEYS", 1000)  # type: ignore[attr-defined]
     assert main(["bench", "--quick", "--json", "--only", "riprap,hand-rolled"]) == 0
     rows = json.loads(capsys.readouterr().out)  # type: ignore[attr-defined]
     measured = {(r["case"], r["impl"]) for r in rows}
@@ -64,12 +64,43 @@ def test_bench_json_measures_riprap(capsys: object, monkeypatch: object) -> None
     # Every registered case was measured for both implementations, and nothing else.
     assert measured == {
         (case.key, impl)
-        for case in _bench.CASES
+        for case in cases.all_cases()
         for impl in ("riprap", "hand-rolled")
         if impl in case.build
     }
     assert all(r["backend"] == riprap.backend() for r in rows)
     assert all(r["bare_ns"] > 0 for r in rows)
+
+
+def test_bench_measures_each_case_against_its_baseline(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `riprap bench` and `make bench` must measure alike: a case whose harness does work of its
+    # own per call (the keyed cases choose a key) is measured against that work, not against a
+    # bare call. A fake case counts the calls of its baseline; no timing is asserted.
+    from riprap._cli.bench import cases, harness
+
+    calls = {"fn": 0, "baseline": 0}
+
+    def fn() -> None:
+        calls["fn"] += 1
+
+    def baseline() -> None:
+        calls["baseline"] += 1
+
+    fake = harness.Case(
+        "fake_case",
+        "a fake case",
+        None,
+        {"fake": lambda: fn},
+        baselines={"fake": lambda: baseline},
+    )
+    monkeypatch.setattr(cases, "all_cases", lambda: [fake])
+    assert main(["bench", "--quick", "--json", "--only", "fake"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["case"], r["impl"]) for r in rows] == [("fake_case", "fake")]
+    assert calls["fn"] > 0
+    assert calls["baseline"] > 0  # 0 when the bench path measures against a bare call
 
 
 @pytest.mark.parametrize("command", ["dlq", "serve"])

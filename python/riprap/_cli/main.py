@@ -69,20 +69,21 @@ def _parser() -> argparse.ArgumentParser:
 def _bench(args: argparse.Namespace) -> int:
     import riprap
 
-    from . import _bench
+    from .bench import cases, harness
 
     impls = args.only.split(",") if args.only else None
-    results = _bench.run_cases(quick=args.quick, impls=impls)
+    every = cases.all_cases()
+    results = harness.run_cases(every, quick=args.quick, impls=impls)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in results]))
         return 0
     if not args.no_python_backend and riprap.backend() == "rust":
-        results += _bench.results_in_subprocess(
+        results += harness.results_in_subprocess(
             "python", quick=args.quick, impls=["riprap"]
         )
-    print(f"machine: {_bench.machine()}")
+    print(f"machine: {harness.machine()}")
     print("median added cost per call over a bare call (paired samples)\n")
-    print(_bench.render_table(results))
+    print(harness.render_table(every, results))
     return 0
 
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command not in NOT_YET:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "demo":
-        from ._demo import run
+        from .demo import run
 
         return run(quick=args.quick, seed=args.seed, calls=args.calls)
     if args.command == "bench":

@@ -1,9 +1,13 @@
-"""Benchmark cases and a paired timer, shared by `riprap bench` and `benches/` (pytest-benchmark).
+"""The benchmark harness: cases, a paired timer and the tables, for `riprap bench` and `benches/`.
 
 Numbers are added nanoseconds over a bare call of the same function: every sample
 times a loop of bare calls and a loop of protected calls back to back, and the reported value is
 the median over samples of their difference. Ratios measured in one process are what matter; the
 absolute numbers move with the machine's load.
+
+This module knows no case: each primitive's module (`retry`, `breaker`, `limiter`) builds its
+own, and `cases.all_cases()` lists them. Both commands measure through `run_case`, so a case's
+baseline is honoured by both.
 """
 
 from __future__ import annotations
@@ -21,18 +25,18 @@ import time
 from collections.abc import Callable
 
 __all__ = [
-    "CASES",
     "Case",
     "Result",
+    "Thunk",
     "bare",
     "has",
     "machine",
     "measure",
-    "register",
+    "quiet_loggers",
     "render_table",
+    "results_in_subprocess",
     "run_case",
     "run_cases",
-    "selected",
 ]
 
 Thunk = Callable[[], object]
@@ -76,14 +80,6 @@ class Case:
         ]
 
 
-CASES: list[Case] = []
-
-
-def register(*cases: Case) -> None:
-    """Add cases (each primitive's `_bench_<name>` module registers its own)."""
-    CASES.extend(cases)
-
-
 @dataclasses.dataclass(frozen=True)
 class Result:
     """The median added cost of one implementation on one case."""
@@ -123,28 +119,23 @@ def measure(
     return statistics.median(added), statistics.median(bares)
 
 
-def selected(*prefixes: str) -> list[tuple[Case, str]]:
-    """(case, implementation) pairs for the cases whose key starts with one of `prefixes`.
+def quiet_loggers() -> None:
+    """Set the loggers of riprap and the retry peers to ERROR for the measurements.
 
-    Peers do not depend on riprap's backend, so they are only listed on the Rust backend.
+    A log record costs what the logging module makes it cost, not what the library adds.
     """
-    import riprap
-
-    load_cases()
-    peers = riprap.backend() == "rust"
-    return [
-        (case, impl)
-        for case in CASES
-        if case.key.startswith(prefixes)
-        for impl in case.available()
-        if impl == "riprap" or peers
-    ]
+    for name in ("riprap", "stamina", "tenacity", "backoff"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def run_case(
     case: Case, impl: str, *, samples: int = 41, sample_ms: float = 4.0
 ) -> tuple[Thunk, Result]:
-    """Build and measure one implementation of one case; returns the callable and the result."""
+    """Build and measure one implementation of one case; returns the callable and the result.
+
+    The one way a case is measured, by `riprap bench` and `make bench` alike: against the
+    case's baseline for `impl` (a bare call unless the case says otherwise).
+    """
     import riprap
 
     fn = case.build[impl]()
@@ -153,31 +144,24 @@ def run_case(
 
 
 def run_cases(
+    cases: list[Case],
     *,
     quick: bool = False,
     impls: list[str] | None = None,
     keys: list[str] | None = None,
 ) -> list[Result]:
-    """Measure every available implementation of every case in this process."""
-    import riprap
-
-    load_cases()
-    for name in ("riprap", "stamina", "tenacity", "backoff"):
-        # Loggers at ERROR: a log record costs what logging makes it cost, not riprap.
-        logging.getLogger(name).setLevel(logging.ERROR)
-    samples = 15 if quick else 41
+    """Measure every available implementation of `cases` in this process (with `run_case`)."""
+    quiet_loggers()
+    samples, sample_ms = (15, 2.0) if quick else (41, 4.0)
     results = []
-    for case in CASES:
+    for case in cases:
         if keys is not None and case.key not in keys:
             continue
         for impl in case.available():
             if impls is not None and impl not in impls:
                 continue
-            fn = case.build[impl]()
-            added, bare = measure(fn, samples=samples, sample_ms=2.0 if quick else 4.0)
-            results.append(
-                Result(case.key, impl, riprap.backend(), added, bare, samples)
-            )
+            _, result = run_case(case, impl, samples=samples, sample_ms=sample_ms)
+            results.append(result)
     return results
 
 
@@ -228,15 +212,15 @@ def _fmt(ns: float) -> str:
     return f"{ns:.0f} ns"
 
 
-def render_table(results: list[Result]) -> str:
-    """Markdown tables of added cost, one per primitive.
+def render_table(cases: list[Case], results: list[Result]) -> str:
+    """Markdown tables of the added cost of `results`, one per primitive.
 
-    Cases are grouped by the first word of their key (retry, breaker, limiter, keyed); each
-    table has a column for every implementation measured in it.
+    `cases` give each row its title and target. Cases are grouped by the first word of their key
+    (retry, breaker, limiter, keyed); each table has a column for every implementation measured
+    in it.
     """
-    load_cases()
     groups: dict[str, list[Case]] = {}
-    for case in CASES:
+    for case in cases:
         groups.setdefault(case.key.split("_")[0], []).append(case)
     order = ["retry", "breaker", "limiter", "keyed"]
     ranked = sorted(groups, key=lambda g: order.index(g) if g in order else len(order))
@@ -282,8 +266,3 @@ def _table(cases: list[Case], results: list[Result]) -> str:
             cells.append(f"{ratio:.1f}×" if ratio is not None else "")  # noqa: RUF001
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def load_cases() -> None:
-    """Import every primitive's case module (each registers its cases once)."""
-    from . import _bench_breaker, _bench_limiter, _bench_retry  # noqa: F401

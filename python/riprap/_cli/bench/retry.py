@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ._bench import Case, Thunk, bare, register
+from .harness import Case, Thunk, bare
 
-__all__ = ["flaky"]
+__all__ = ["CASES", "flaky"]
 
 
 def flaky() -> Thunk:
@@ -74,7 +74,8 @@ def _backoff(target: Thunk) -> Thunk:
 
 PEERS = {"tenacity": "tenacity", "stamina": "stamina", "backoff": "backoff"}
 
-register(
+#: The cases, in table order.
+CASES: list[Case] = [
     Case(
         "retry_success",
         "retry decorator, success, sync",
@@ -101,4 +102,4 @@ register(
         },
         PEERS,
     ),
-)
+]

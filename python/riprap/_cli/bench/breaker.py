@@ -21,9 +21,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._bench import Case, Thunk, bare, register
+from .harness import Case, Thunk, bare
 
-__all__ = ["abare", "drive"]
+__all__ = ["CASES", "abare", "drive"]
 
 
 async def abare() -> int:
@@ -188,7 +188,7 @@ def _purgatory_async(target: Callable[[], Awaitable[Any]]) -> Callable[[], Any]:
 
 def _open_error(impl: str) -> type[BaseException]:
     if impl == "riprap":
-        from ._errors import CircuitOpenError
+        from riprap import CircuitOpenError
 
         return CircuitOpenError
     if impl == "pybreaker":
@@ -231,7 +231,8 @@ def _rejecting(impl: str) -> Callable[[], Thunk]:
     return lambda: rejecting(OPEN_BUILDERS[impl](), _open_error(impl))
 
 
-register(
+#: The cases, in table order.
+CASES: list[Case] = [
     Case(
         "breaker_closed",
         "circuit breaker closed, sync",
@@ -279,4 +280,4 @@ register(
         },
         PEERS,
     ),
-)
+]

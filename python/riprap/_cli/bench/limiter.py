@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ._bench import Case, Thunk, bare, register
+from .harness import Case, Thunk, bare
 
-__all__ = ["KEYS", "PEER_KEYS", "keyed_bytes_per_key", "rss_bytes"]
+__all__ = ["CASES", "KEYS", "PEER_KEYS", "keyed_bytes_per_key", "rss_bytes"]
 
 #: Live keys in the riprap and hand-rolled keyed cases; limits gets 100,000 (it takes 16-33 µs
 #: and ~360 B per new key, so a million would take 16-33 s and ~360 MB just to set up).
@@ -62,7 +62,10 @@ def keyed_bytes_per_key(n: int = KEYS) -> float:
     """
     import riprap
 
-    code = f"from riprap._bench_limiter import _bytes_per_key_here; print(_bytes_per_key_here({n}))"
+    code = (
+        "from riprap._cli.bench.limiter import _bytes_per_key_here; "
+        f"print(_bytes_per_key_here({n}))"
+    )
     env = dict(os.environ, RIPRAP_BACKEND=riprap.backend())
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -297,7 +300,8 @@ LIMITS = {
     "limits sliding": "limits",
 }
 
-register(
+#: The cases, in table order.
+CASES: list[Case] = [
     Case(
         "limiter_try_acquire",
         "rate limiter try_acquire",
@@ -364,4 +368,4 @@ register(
         {"limits fixed": "limits"},
         _key_baselines(1000),
     ),
-)
+]

@@ -1,0 +1,34 @@
+"""Every benchmark case, in table order: the one list `riprap bench` and `benches/` draw from.
+
+The case modules import the harness, never the other way round; this module is the only place
+that knows them all.
+"""
+
+from __future__ import annotations
+
+from . import breaker, limiter, retry
+from .harness import Case
+
+__all__ = ["all_cases", "selected"]
+
+
+def all_cases() -> list[Case]:
+    """Every case: retry, then the circuit breaker, then the rate limiters."""
+    return [*retry.CASES, *breaker.CASES, *limiter.CASES]
+
+
+def selected(*prefixes: str) -> list[tuple[Case, str]]:
+    """(case, implementation) pairs for the cases whose key starts with one of `prefixes`.
+
+    Peers do not depend on riprap's backend, so they are only listed on the Rust backend.
+    """
+    import riprap
+
+    peers = riprap.backend() == "rust"
+    return [
+        (case, impl)
+        for case in all_cases()
+        if case.key.startswith(prefixes)
+        for impl in case.available()
+        if impl == "riprap" or peers
+    ]
