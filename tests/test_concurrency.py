@@ -4,31 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+
+from helpers import run_threads
 
 import riprap
 from riprap.testing import ManualClock
-
-
-def run_threads(n: int, target: Callable[[int], None]) -> None:
-    barrier = threading.Barrier(n)
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        try:
-            target(i)
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
-    if errors:
-        raise errors[0]
 
 
 def test_per_call_retry_state_is_isolated_across_threads() -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import Threads
 
 import riprap
 from riprap.testing import ManualClock
@@ -107,9 +108,7 @@ def test_children_forked_under_load_never_hang_and_start_fresh() -> None:
             parts.use(i)
             i += 8
 
-    threads = [threading.Thread(target=hammer, args=(s,)) for s in range(8)]
-    for t in threads:
-        t.start()
+    threads = Threads(8, hammer).start()
 
     def child() -> dict[str, Any]:
         parts.use(1)
@@ -119,8 +118,7 @@ def test_children_forked_under_load_never_hang_and_start_fresh() -> None:
         reports = [run_in_child(child) for _ in range(40)]
     finally:
         stop.set()
-        for t in threads:
-            t.join()
+        threads.join()
     fresh = Parts("fresh")
     fresh.use(1)
     expected = fresh.report()

@@ -16,6 +16,7 @@ import time
 from fractions import Fraction
 
 import pytest
+from helpers import run_threads
 
 import riprap
 from riprap import RateLimiter, RateLimitExceeded
@@ -605,17 +606,11 @@ def test_a_limiter_is_usable_from_many_threads_on_a_manual_clock() -> None:
     clock = ManualClock()
     lim = RateLimiter(100, 50, clock=clock)
     counts: list[int] = []
-    barrier = threading.Barrier(8)
 
-    def worker() -> None:
-        barrier.wait()
+    def worker(i: int) -> None:
         counts.append(sum(lim.try_acquire() for _ in range(1000)))
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(8, worker)
     assert sum(counts) == 50  # the clock never moved: exactly one bucket's worth
     assert lim.get_stats()["rejected"] == 8000 - 50
 

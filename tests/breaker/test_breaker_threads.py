@@ -14,47 +14,20 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import Threads, run_threads
 
 from riprap import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from riprap.testing import ManualClock
 
 
-def run_threads(
-    n: int, target: Callable[[int], None], start: threading.Barrier
-) -> None:
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            start.wait(timeout=10)
-            target(i)
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
-    if errors:
-        raise errors[0]
-
-
 def timed_parallel(call: Callable[[], object]) -> float:
     """Seconds from releasing 8 threads together to the last of their calls returning."""
     start = threading.Barrier(9)
-    t0: list[float] = []
-
-    def target(i: int) -> None:
-        call()
-
-    runner = threading.Thread(target=run_threads, args=(8, target, start))
-    runner.start()
+    threads = Threads(8, lambda i: call(), start=start).start()
     start.wait(timeout=10)
-    t0.append(time.perf_counter())
-    runner.join(timeout=30)
-    return time.perf_counter() - t0[0]
+    t0 = time.perf_counter()
+    threads.join()
+    return time.perf_counter() - t0
 
 
 @pytest.mark.parametrize("form", ["decorator", "with", "engine.call"])
@@ -133,8 +106,7 @@ def test_reg_B1_64_threads_at_the_half_open_instant_let_at_most_max_calls_in(
                 changed.notify_all()
 
     start = threading.Barrier(65)
-    runner = threading.Thread(target=run_threads, args=(64, target, start))
-    runner.start()
+    threads = Threads(64, target, start=start).start()
     clock.advance(30.0)  # the half-open instant, while all 64 wait at the barrier
     start.wait(timeout=10)
     with changed:
@@ -148,7 +120,7 @@ def test_reg_B1_64_threads_at_the_half_open_instant_let_at_most_max_calls_in(
     assert retry_afters == {0.0}  # half-open with its trial slots taken
     assert b.get_stats()["half_open_calls"] == max_calls
     release.set()
-    runner.join(timeout=30)
+    threads.join()
     assert transitions[:2] == [
         (CircuitState.CLOSED, CircuitState.OPEN),
         (CircuitState.OPEN, CircuitState.HALF_OPEN),
@@ -185,7 +157,7 @@ def test_reg_P2_sixteen_threads_on_one_breaker_count_exactly() -> None:
                 clock.advance(0.5)
                 b.get_stats()
 
-    run_threads(16, target, threading.Barrier(16))
+    run_threads(16, target)
     s: dict[str, Any] = b.get_stats()
     assert s["total_calls"] == 32_000
     assert (s["total_failures"], s["total_cancelled"], s["total_successes"]) == (

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from helpers import run_threads
 
 import riprap
 from riprap import RetryPolicy
@@ -177,11 +178,7 @@ def test_reg_R9_statistics_are_exact_under_threads_and_recursion() -> None:
 
         asyncio.run(many())
 
-    threads = [threading.Thread(target=worker) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    run_threads(16, lambda i: worker())
     stats = manager.get_retry_statistics("op")
     assert stats["total_calls"] == 1600
     assert stats["total_attempts"] == 3200

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from typing import Any
 
 import pytest
+from helpers import run_threads
 from limiter_helpers import NS, StepClock, settle
 
 from riprap import KeyedRateLimiter, RateLimiter, RateLimitExceeded
@@ -295,14 +295,7 @@ def test_reg_L4_one_limiter_across_event_loops_and_threads() -> None:
     assert asyncio.run(use()) == 4
     assert asyncio.run(use()) == 4
     results: list[int] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(asyncio.run(use())))
-        for _ in range(2)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=10)
+    run_threads(2, lambda i: results.append(asyncio.run(use())), timeout=10)
     assert results == [4, 4]
     assert lim.get_stats()["admitted"] == 16
 

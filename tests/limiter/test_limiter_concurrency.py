@@ -16,6 +16,7 @@ import time
 from fractions import Fraction
 
 import pytest
+from helpers import Threads, run_threads
 
 from riprap import KeyedRateLimiter, RateLimiter
 from riprap._backend import core
@@ -48,7 +49,6 @@ def test_sixteen_threads_hammering_one_limiter_for_5s_never_exceed_the_bound() -
     # burst + rate x window.
     rate, burst = 2000.0, 40.0
     lim = RateLimiter(rate, burst)
-    barrier = threading.Barrier(16)
     deadline = time.perf_counter() + 5.0
     per_thread: list[list[tuple[int, int, int]]] = [[] for _ in range(16)]
     denied = [0] * 16
@@ -56,7 +56,6 @@ def test_sixteen_threads_hammering_one_limiter_for_5s_never_exceed_the_bound() -
     def worker(k: int) -> None:
         rng = random.Random(k)
         mine, no = per_thread[k], 0
-        barrier.wait()
         while time.perf_counter() < deadline:
             n = 1 if rng.random() < 0.8 else 3
             lo = now_ns()
@@ -68,12 +67,7 @@ def test_sixteen_threads_hammering_one_limiter_for_5s_never_exceed_the_bound() -
                 no += 1
         denied[k] = no
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
+    run_threads(16, worker)
     admitted = [rec for recs in per_thread for rec in recs]
     tokens = sum(n for _, _, n in admitted)
     # Saturated for 5 s: close to burst + 5 x rate tokens went through, across many threads.
@@ -93,19 +87,13 @@ def test_sixteen_threads_hammering_one_limiter_for_5s_never_exceed_the_bound() -
 
 def test_keyed_limiter_under_threads_counts_exactly() -> None:
     lim = KeyedRateLimiter(1e-3, 3, max_keys=10_000)  # nothing refills during the test
-    barrier = threading.Barrier(8)
     wins = [0] * 8
 
     def worker(k: int) -> None:
-        barrier.wait()
         for i in range(2000):
             wins[k] += lim.try_acquire(i % 500)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    run_threads(8, worker)
     assert sum(wins) == 500 * 3  # each key's bucket of 3, exactly once
     assert len(lim) == 500
     s = lim.get_stats()
@@ -121,12 +109,8 @@ def test_no_lock_is_held_around_the_limited_call_and_waits_release_the_gil() -> 
     def work() -> None:
         time.sleep(0.05)
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
     t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(8, lambda i: work())
     assert time.perf_counter() - t0 < 0.3
     # Four threads wait for slots 50 ms apart; meanwhile another thread keeps running Python.
     slow = RateLimiter(20, 1)
@@ -140,13 +124,10 @@ def test_no_lock_is_held_around_the_limited_call_and_waits_release_the_gil() -> 
             spins += 1
 
     spinner = threading.Thread(target=spin)
-    waiters = [threading.Thread(target=slow.acquire) for _ in range(4)]
+    waiters = Threads(4, lambda i: slow.acquire())
     t0 = time.perf_counter()
     spinner.start()
-    for t in waiters:
-        t.start()
-    for t in waiters:
-        t.join()
+    waiters.start().join()
     elapsed = time.perf_counter() - t0
     done.set()
     spinner.join()
@@ -161,14 +142,12 @@ def test_reg_L11_stacked_limiters_under_32_threads_each_hold_their_bound() -> No
     # (11/s and 190/min); a call needs both, and each must stay within its own bound.
     per_second = RateLimiter(11, 11)
     per_minute = RateLimiter(190 / 60, 190)
-    barrier = threading.Barrier(32)
     deadline = time.perf_counter() + 2.0
     seen: dict[str, list[tuple[int, int, int]]] = {"s": [], "m": []}
     lock = threading.Lock()
 
-    def worker() -> None:
+    def worker(i: int) -> None:
         mine: dict[str, list[tuple[int, int, int]]] = {"s": [], "m": []}
-        barrier.wait()
         while time.perf_counter() < deadline:
             lo = now_ns()
             first = per_second.try_acquire()
@@ -184,11 +163,7 @@ def test_reg_L11_stacked_limiters_under_32_threads_each_hold_their_bound() -> No
             for k, records in mine.items():
                 seen[k].extend(records)
 
-    threads = [threading.Thread(target=worker) for _ in range(32)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    run_threads(32, worker)
     assert 11 <= len(seen["s"]) <= 11 + 11 * 2.1
     assert len(seen["m"]) <= len(seen["s"])
     for key, (rate, burst) in {"s": (11.0, 11.0), "m": (190 / 60, 190.0)}.items():

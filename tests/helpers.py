@@ -1,0 +1,74 @@
+"""Helpers shared by tests in every folder: the thread runner.
+
+Contention tests start N threads behind one barrier so they really run at once, and must never
+hang the suite or lose an error a thread raised. `run_threads` does that; `Threads` is the same
+in two steps, for tests that act while the threads run (advance a clock, fork, release a gate).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+__all__ = ["Threads", "run_threads"]
+
+
+class Threads:
+    """`n` threads running `target(i)`, released together by a barrier.
+
+    `start` is the barrier each thread waits at first (default: one of `n` parties, so the
+    threads release each other). Pass one with more parties to release them from outside, e.g.
+    `Barrier(n + 1)` and a `wait()` in the test once the scene is set.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        target: Callable[[int], object],
+        *,
+        start: threading.Barrier | None = None,
+        barrier_timeout: float = 10.0,
+    ) -> None:
+        self.start_barrier = threading.Barrier(n) if start is None else start
+        self.errors: list[BaseException] = []
+        self._target = target
+        self._barrier_timeout = barrier_timeout
+        self._threads = [
+            threading.Thread(target=self._worker, args=(i,)) for i in range(n)
+        ]
+
+    def _worker(self, i: int) -> None:
+        try:
+            self.start_barrier.wait(timeout=self._barrier_timeout)
+            self._target(i)
+        except BaseException as e:
+            self.errors.append(e)
+
+    def start(self) -> Threads:
+        """Start every thread (each then waits at the barrier)."""
+        for t in self._threads:
+            t.start()
+        return self
+
+    def join(self, timeout: float = 30.0) -> None:
+        """Join each thread; fail if one is still running, re-raise the first error raised."""
+        for t in self._threads:
+            t.join(timeout=timeout)
+        assert not any(t.is_alive() for t in self._threads), "a thread did not finish"
+        if self.errors:
+            raise self.errors[0]
+
+
+def run_threads(
+    n: int,
+    target: Callable[[int], object],
+    *,
+    start: threading.Barrier | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Run `target(i)` for `i` in `range(n)`, each in its own thread, all released at once.
+
+    Returns once every thread has finished (each joined with `timeout`); fails if one is still
+    running and re-raises the first error a thread raised.
+    """
+    Threads(n, target, start=start).start().join(timeout)
