@@ -14,6 +14,7 @@ __all__ = [
     "BreakerConfig",
     "BreakerEngine",
     "BreakerPermit",
+    "KeyedLimit",
     "KeyedLimitedCall",
     "KeyedRateLimiter",
     "LimitedCall",
@@ -333,7 +334,7 @@ class RateLimiter:
 class LimitedCall:
     """A rate-limited sync function (see `RateLimiter.__call__`)."""
 
-    def __new__(cls, func: Callable[..., Any], limiter: RateLimiter) -> LimitedCall: ...
+    def __new__(cls, func: Callable[..., Any], engine: RateLimiter) -> LimitedCall: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
     @property
@@ -391,17 +392,26 @@ class KeyedRateLimiter:
     def clock(self) -> Any: ...
 
 @final
+class KeyedLimit:
+    """A keyed limiter applied with one key function (what `@keyed(key=...)` wraps with)."""
+
+    def __new__(
+        cls,
+        limiter: KeyedRateLimiter,
+        key: Callable[..., object],
+        on_limit: str = "wait",
+    ) -> KeyedLimit: ...
+    @property
+    def limiter(self) -> KeyedRateLimiter: ...
+
+@final
 class KeyedLimitedCall:
     """A sync function limited per key (see `KeyedRateLimiter.__call__`)."""
 
     def __new__(
-        cls,
-        func: Callable[..., Any],
-        limiter: KeyedRateLimiter,
-        key: Callable[..., object],
-        on_limit: str = "wait",
+        cls, func: Callable[..., Any], engine: KeyedLimit
     ) -> KeyedLimitedCall: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
     @property
-    def limiter(self) -> KeyedRateLimiter: ...
+    def keyed_limit(self) -> KeyedLimit: ...

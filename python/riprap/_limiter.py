@@ -295,7 +295,9 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
                 decorate(
                     f,
                     "riprap.KeyedRateLimiter",
-                    native=lambda g: core.KeyedLimitedCall(g, self, key, on_limit),
+                    native=lambda g: core.KeyedLimitedCall(
+                        g, core.KeyedLimit(self, key, on_limit)
+                    ),
                     coroutine=lambda g: _limit_async_keyed(
                         g, self, key, raise_on_limit
                     ),

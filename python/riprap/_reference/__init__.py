@@ -13,7 +13,7 @@ from ._backoff import AdaptiveBackoff, RetrySchedule
 from ._breaker import BreakerCall, BreakerConfig, BreakerEngine, BreakerPermit
 from ._budget import RetryBudget
 from ._clock import ManualClock, monotonic
-from ._keyed import KeyedLimitedCall, KeyedRateLimiter
+from ._keyed import KeyedLimit, KeyedLimitedCall, KeyedRateLimiter
 from ._limiter import LimitedCall, RateLimiter
 from ._retry_call import RetryCall, RetryEngine
 from ._rng import Rng, note_fork
@@ -31,6 +31,7 @@ __all__ = [
     "BreakerConfig",
     "BreakerEngine",
     "BreakerPermit",
+    "KeyedLimit",
     "KeyedLimitedCall",
     "KeyedRateLimiter",
     "LimitedCall",

@@ -495,6 +495,11 @@ class BreakerEngine:
         self._settle(permit, None)
         return result
 
+    def _run(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        return self.call(func, *args, **kwargs)
+
     @property
     def state(self) -> str:
         """The state's value string (a due OPEN -> HALF_OPEN happens here)."""
@@ -553,18 +558,11 @@ class BreakerEngine:
         return f"<riprap.BreakerEngine {self._name!r} {self.state}>"
 
 
-class BreakerCall(NativeWrapper):
+class BreakerCall(NativeWrapper[BreakerEngine]):
     """A sync function guarded by a circuit breaker."""
 
-    __slots__ = ("_engine",)
+    __slots__ = ()
     _kind = "BreakerCall"
-
-    def __init__(self, func: Callable[..., Any], engine: BreakerEngine) -> None:
-        super().__init__(func)
-        self._engine = engine
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._engine.call(self._func, *args, **kwargs)
 
     @property
     def breaker_engine(self) -> BreakerEngine:

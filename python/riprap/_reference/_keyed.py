@@ -32,7 +32,7 @@ from ._limiter import (
 )
 from ._wrapper import NativeWrapper
 
-__all__ = ["KeyedLimitedCall", "KeyedRateLimiter", "key_of"]
+__all__ = ["KeyedLimit", "KeyedLimitedCall", "KeyedRateLimiter", "key_of"]
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 
@@ -331,30 +331,41 @@ class KeyedRateLimiter:
         )
 
 
-class KeyedLimitedCall(NativeWrapper):
-    """A sync function limited per key (see `KeyedRateLimiter.__call__`)."""
+class KeyedLimit:
+    """A keyed limiter applied with one key function (what `@keyed(key=...)` wraps with)."""
 
     __slots__ = ("_key", "_limiter", "_raise")
-    _kind = "KeyedLimitedCall"
 
     def __init__(
         self,
-        func: Callable[..., Any],
         limiter: KeyedRateLimiter,
         key: Callable[..., object],
         on_limit: str = "wait",
     ) -> None:
-        super().__init__(func)
         self._limiter = limiter
         self._key = key
         self._raise = raises(on_limit)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        key = self._key(*args, **kwargs)
-        self._limiter._enter(key, self._raise)
-        return self._func(*args, **kwargs)
-
     @property
     def limiter(self) -> KeyedRateLimiter:
-        """The limiter this function runs under."""
+        """The keyed limiter."""
         return self._limiter
+
+    def _run(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        key = self._key(*args, **kwargs)
+        self._limiter._enter(key, self._raise)
+        return func(*args, **kwargs)
+
+
+class KeyedLimitedCall(NativeWrapper[KeyedLimit]):
+    """A sync function limited per key (see `KeyedRateLimiter.__call__`)."""
+
+    __slots__ = ()
+    _kind = "KeyedLimitedCall"
+
+    @property
+    def keyed_limit(self) -> KeyedLimit:
+        """The engine this function runs under."""
+        return self._engine

@@ -204,6 +204,11 @@ class RetryEngine:
             )
         return result
 
+    def _run(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        return self.call(func, *args, **kwargs)
+
     def _finish(
         self,
         func: Callable[..., Any],
@@ -240,18 +245,11 @@ class RetryEngine:
                 return result
 
 
-class RetryCall(NativeWrapper):
+class RetryCall(NativeWrapper[RetryEngine]):
     """A retried sync function (see `riprap.retry`)."""
 
-    __slots__ = ("_engine",)
+    __slots__ = ()
     _kind = "RetryCall"
-
-    def __init__(self, func: Callable[..., Any], engine: RetryEngine) -> None:
-        super().__init__(func)
-        self._engine = engine
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._engine.call(self._func, *args, **kwargs)
 
     @property
     def retry_engine(self) -> RetryEngine:

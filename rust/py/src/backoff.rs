@@ -36,10 +36,6 @@ impl PyRetrySchedule {
     pub(crate) fn inner(&self) -> &RetrySchedule {
         &self.inner
     }
-
-    pub(crate) fn from_inner(inner: RetrySchedule) -> Self {
-        Self { inner }
-    }
 }
 
 #[pymethods]

@@ -18,20 +18,21 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use pyo3::PyTraverseError;
 use pyo3::PyTypeInfo;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyString, PyTuple};
-use pyo3::{PyTraverseError, ffi};
 use riprap_core::{
     Admission, BreakerConfig, CircuitBreaker, Clock, Outcome, Permit, Transition, check_int,
     nanos_to_secs,
 };
 
+use crate::call::{CallEngine, native_call};
 use crate::convert::{clock, number};
 use crate::errors::config_error;
-use crate::vectorcall::{self, Args, Fast, VectorCall, raise_now};
+use crate::vectorcall::{Args, Fast, raise_now};
 
 pyo3::import_exception!(riprap._errors, CircuitOpenError);
 
@@ -424,13 +425,10 @@ impl PyBreakerEngine {
     }
 }
 
-/// A sync function guarded by a circuit breaker (see `CircuitBreaker.__call__`).
-#[pyclass(name = "BreakerCall", module = "riprap", frozen, dict, weakref)]
-pub struct PyBreakerCall {
-    vectorcall: ffi::vectorcallfunc,
-    func: Py<PyAny>,
-    engine: Py<PyBreakerEngine>,
-}
+native_call!(
+    /// A sync function guarded by a circuit breaker (see `CircuitBreaker.__call__`).
+    PyBreakerCall as "BreakerCall", PyBreakerEngine, breaker_engine
+);
 
 /// Where the fast path stopped.
 pub(crate) enum Pending<'py> {
@@ -443,24 +441,22 @@ pub(crate) enum Pending<'py> {
     Transition(Bound<'py, PyAny>, Transition),
 }
 
-impl VectorCall for PyBreakerCall {
+impl CallEngine for PyBreakerEngine {
     type Pending<'py> = Pending<'py>;
 
-    fn fast<'py>(slf: &Bound<'py, Self>, args: &Args<'py>) -> Fast<'py, Pending<'py>> {
-        let py = slf.py();
-        let this = slf.get();
-        let engine = this.engine.get();
-        let breaker = &engine.inner;
+    fn fast<'py>(&self, func: &Bound<'py, PyAny>, args: &Args<'py>) -> Fast<'py, Pending<'py>> {
+        let py = func.py();
+        let breaker = &self.inner;
         let start = if breaker.measures_duration() {
-            engine.clock.now()
+            self.clock.now()
         } else {
             0
         };
         let Some(permit) = breaker.try_acquire_closed(start) else {
             // Not CLOSED: reject right here, or admit a call that needs the slow path.
-            return match breaker.acquire(engine.clock.now()) {
+            return match breaker.acquire(self.clock.now()) {
                 Admission::Reject { retry_after } => {
-                    engine.raise_open(py, retry_after);
+                    self.raise_open(py, retry_after);
                     Fast::Raised
                 }
                 Admission::Admit { permit, transition } => {
@@ -468,8 +464,8 @@ impl VectorCall for PyBreakerCall {
                 }
             };
         };
-        match args.call(this.func.bind(py)) {
-            Some(result) => match breaker.record(engine.clock.now(), permit, Outcome::Success) {
+        match args.call(func) {
+            Some(result) => match breaker.record(self.clock.now(), permit, Outcome::Success) {
                 None => Fast::Done(result),
                 Some(t) => Fast::Slow(Pending::Transition(result, t)),
             },
@@ -478,94 +474,35 @@ impl VectorCall for PyBreakerCall {
     }
 
     fn slow<'py>(
-        slf: &Bound<'py, Self>,
+        &self,
+        func: &Bound<'py, PyAny>,
         args: &Args<'py>,
         pending: Pending<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let this = slf.get();
-        let engine = this.engine.get();
+        let py = func.py();
         match pending {
             Pending::Transition(result, t) => {
-                engine.fire(py, Some(t))?;
+                self.fire(py, Some(t))?;
                 Ok(result)
             }
-            Pending::Raised(permit) => engine.finish(py, permit, Err(PyErr::fetch(py))),
+            Pending::Raised(permit) => self.finish(py, permit, Err(PyErr::fetch(py))),
             Pending::Admitted(permit, transition) => {
-                if let Err(e) = engine.fire(py, transition) {
-                    engine.inner.release(permit);
+                if let Err(e) = self.fire(py, transition) {
+                    self.inner.release(permit);
                     return Err(e);
                 }
-                let result = args
-                    .call(this.func.bind(py))
-                    .ok_or_else(|| PyErr::fetch(py));
-                engine.finish(py, permit, result)
+                let result = args.call(func).ok_or_else(|| PyErr::fetch(py));
+                self.finish(py, permit, result)
             }
         }
     }
-}
 
-impl PyBreakerCall {
-    /// Turns on the vectorcall fast path for the type (called once at module init).
-    pub(crate) fn enable_vectorcall(py: Python<'_>) -> PyResult<()> {
-        let config = BreakerConfig::default();
-        let engine = PyBreakerEngine {
-            inner: CircuitBreaker::new(config).map_err(config_error)?,
-            clock: Clock::Monotonic,
-            name: PyString::new(py, "").unbind(),
-            expected: PyTuple::empty(py).unbind(),
-            excluded: PyTuple::empty(py).unbind(),
-            on_transition: None,
-        };
-        let inert = Bound::new(py, Self::new(py.None(), Py::new(py, engine)?))?;
-        vectorcall::enable(&inert, &raw const inert.get().vectorcall);
-        Ok(())
-    }
-}
-
-#[pymethods]
-impl PyBreakerCall {
-    #[new]
-    fn new(func: Py<PyAny>, engine: Py<PyBreakerEngine>) -> Self {
-        Self {
-            vectorcall: vectorcall::trampoline::<Self>,
-            func,
-            engine,
-        }
-    }
-
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__<'py>(
+    fn call<'py>(
         &self,
-        py: Python<'py>,
+        func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.engine.get().run(self.func.bind(py), args, kwargs)
-    }
-
-    /// Binds like a function, so a decorated method gets `self`.
-    fn __get__<'py>(
-        slf: Bound<'py, Self>,
-        instance: Option<&Bound<'py, PyAny>>,
-        _owner: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        vectorcall::bind_method(slf, instance)
-    }
-
-    /// The breaker engine this function runs under.
-    #[getter]
-    fn breaker_engine(&self, py: Python<'_>) -> Py<PyBreakerEngine> {
-        self.engine.clone_ref(py)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> String {
-        vectorcall::wrapper_repr("BreakerCall", self.func.bind(py))
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.func)?;
-        visit.call(&self.engine)?;
-        Ok(())
+        self.run(func, args, kwargs)
     }
 }

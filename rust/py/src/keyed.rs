@@ -16,13 +16,14 @@ use riprap_core::{
     secs_to_nanos,
 };
 
+use crate::call::{CallEngine, native_call};
 use crate::convert::{clock as extract_clock, number};
 use crate::errors::config_error;
 use crate::limiter::{
     cost, name as extract_name, no_storage, quota as extract_quota, raises, rate_limited, timeout,
     wait_until_due,
 };
-use crate::vectorcall::{self, Args, Fast, VectorCall};
+use crate::vectorcall::{Args, Fast};
 use crate::wakers::Wakers;
 
 fn type_name(v: &Bound<'_, PyAny>) -> String {
@@ -360,15 +361,47 @@ fn max_keys_too_small(given: &str) -> PyErr {
     pyo3::exceptions::PyValueError::new_err(format!("max_keys must be >= 1, got {given}"))
 }
 
-/// A sync function limited per key (see `KeyedRateLimiter.__call__`).
-#[pyclass(name = "KeyedLimitedCall", module = "riprap", frozen, dict, weakref)]
-pub struct PyKeyedLimitedCall {
-    vectorcall: ffi::vectorcallfunc,
-    func: Py<PyAny>,
+/// A keyed limiter applied with one key function (what `@keyed(key=...)` wraps a function with).
+#[pyclass(name = "KeyedLimit", module = "riprap", frozen)]
+pub struct PyKeyedLimit {
     limiter: Py<PyKeyedRateLimiter>,
     key: Py<PyAny>,
     raise_on_limit: bool,
 }
+
+#[pymethods]
+impl PyKeyedLimit {
+    #[new]
+    #[pyo3(signature = (limiter, key, on_limit = None), text_signature = "(limiter, key, on_limit='wait')")]
+    fn new(
+        limiter: Py<PyKeyedRateLimiter>,
+        key: Py<PyAny>,
+        on_limit: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            limiter,
+            key,
+            raise_on_limit: raises(on_limit)?,
+        })
+    }
+
+    /// The keyed limiter.
+    #[getter]
+    fn limiter(&self, py: Python<'_>) -> Py<PyKeyedRateLimiter> {
+        self.limiter.clone_ref(py)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.limiter)?;
+        visit.call(&self.key)?;
+        Ok(())
+    }
+}
+
+native_call!(
+    /// A sync function limited per key (see `KeyedRateLimiter.__call__`).
+    PyKeyedLimitedCall as "KeyedLimitedCall", PyKeyedLimit, keyed_limit
+);
 
 /// Where the fast path of a keyed call left off.
 pub(crate) enum KeyedPending<'py> {
@@ -380,17 +413,20 @@ pub(crate) enum KeyedPending<'py> {
     Queued(Bound<'py, PyAny>, u64),
 }
 
-impl VectorCall for PyKeyedLimitedCall {
+impl CallEngine for PyKeyedLimit {
     type Pending<'py> = KeyedPending<'py>;
 
-    fn fast<'py>(slf: &Bound<'py, Self>, args: &Args<'py>) -> Fast<'py, KeyedPending<'py>> {
-        let py = slf.py();
-        let this = slf.get();
-        let Some(key) = args.call(this.key.bind(py)) else {
+    fn fast<'py>(
+        &self,
+        func: &Bound<'py, PyAny>,
+        args: &Args<'py>,
+    ) -> Fast<'py, KeyedPending<'py>> {
+        let py = func.py();
+        let Some(key) = args.call(self.key.bind(py)) else {
             return Fast::Raised; // key(...) raised: its exception passes through
         };
-        let limiter = this.limiter.get();
-        let max_wait = if this.raise_on_limit { Some(0) } else { None };
+        let limiter = self.limiter.get();
+        let max_wait = if self.raise_on_limit { Some(0) } else { None };
         let one = limiter.inner.quota().interval_ns();
         let Some(k) = fast_key(&key) else {
             return Fast::Slow(KeyedPending::SlowKey(key));
@@ -399,7 +435,7 @@ impl VectorCall for PyKeyedLimitedCall {
             .inner
             .reserve_cost(k, one, limiter.clock.now(), max_wait)
         {
-            Reservation::Admitted => match args.call(this.func.bind(py)) {
+            Reservation::Admitted => match args.call(func) {
                 Some(result) => Fast::Done(result),
                 None => Fast::Raised,
             },
@@ -409,97 +445,30 @@ impl VectorCall for PyKeyedLimitedCall {
     }
 
     fn slow<'py>(
-        slf: &Bound<'py, Self>,
+        &self,
+        func: &Bound<'py, PyAny>,
         args: &Args<'py>,
         pending: KeyedPending<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let this = slf.get();
-        let limiter = this.limiter.get();
+        let py = func.py();
+        let limiter = self.limiter.get();
         match pending {
-            KeyedPending::SlowKey(key) => limiter.enter(py, &key, this.raise_on_limit)?,
+            KeyedPending::SlowKey(key) => limiter.enter(py, &key, self.raise_on_limit)?,
             KeyedPending::Refused(wait) => return Err(limiter.refused(py, wait)),
             KeyedPending::Queued(key, ticket) => limiter.wait_ticket(py, &key, ticket)?,
         }
-        args.call(this.func.bind(py))
-            .ok_or_else(|| PyErr::fetch(py))
-    }
-}
-
-impl PyKeyedLimitedCall {
-    /// Turns on the vectorcall fast path for the type (called once at module init).
-    pub(crate) fn enable_vectorcall(py: Python<'_>) -> PyResult<()> {
-        let quota = Quota::new(1.0, None).map_err(config_error)?;
-        let limiter = Py::new(
-            py,
-            PyKeyedRateLimiter {
-                inner: KeyedRateLimiter::new(quota, 1, None, 0).map_err(config_error)?,
-                clock: Clock::Monotonic,
-                clock_obj: None,
-                name: None,
-                wakers: Wakers::default(),
-            },
-        )?;
-        let inert = Bound::new(py, Self::new(py.None(), limiter, py.None(), None)?)?;
-        vectorcall::enable(&inert, &raw const inert.get().vectorcall);
-        Ok(())
-    }
-}
-
-#[pymethods]
-impl PyKeyedLimitedCall {
-    #[new]
-    #[pyo3(signature = (func, limiter, key, on_limit = None), text_signature = "(func, limiter, key, on_limit='wait')")]
-    fn new(
-        func: Py<PyAny>,
-        limiter: Py<PyKeyedRateLimiter>,
-        key: Py<PyAny>,
-        on_limit: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        Ok(Self {
-            vectorcall: vectorcall::trampoline::<Self>,
-            func,
-            limiter,
-            key,
-            raise_on_limit: raises(on_limit)?,
-        })
+        args.call(func).ok_or_else(|| PyErr::fetch(py))
     }
 
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__<'py>(
+    fn call<'py>(
         &self,
-        py: Python<'py>,
+        func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let py = func.py();
         let key = self.key.bind(py).call(args, kwargs)?;
         self.limiter.get().enter(py, &key, self.raise_on_limit)?;
-        self.func.bind(py).call(args, kwargs)
-    }
-
-    /// Binds like a function, so a decorated method gets `self`.
-    fn __get__<'py>(
-        slf: Bound<'py, Self>,
-        instance: Option<&Bound<'py, PyAny>>,
-        _owner: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        vectorcall::bind_method(slf, instance)
-    }
-
-    /// The limiter this function runs under.
-    #[getter]
-    fn limiter(&self, py: Python<'_>) -> Py<PyKeyedRateLimiter> {
-        self.limiter.clone_ref(py)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> String {
-        vectorcall::wrapper_repr("KeyedLimitedCall", self.func.bind(py))
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.func)?;
-        visit.call(&self.limiter)?;
-        visit.call(&self.key)?;
-        Ok(())
+        func.call(args, kwargs)
     }
 }

@@ -7,6 +7,7 @@ mod attr;
 mod backoff;
 mod breaker;
 mod budget;
+mod call;
 mod clock;
 mod convert;
 mod errors;
@@ -30,7 +31,7 @@ mod _core {
     #[pymodule_export]
     use super::clock::{PyManualClock, monotonic};
     #[pymodule_export]
-    use super::keyed::{PyKeyedLimitedCall, PyKeyedRateLimiter};
+    use super::keyed::{PyKeyedLimit, PyKeyedLimitedCall, PyKeyedRateLimiter};
     #[pymodule_export]
     use super::limiter::{PyLimitedCall, PyRateLimiter};
     #[pymodule_export]
@@ -42,10 +43,6 @@ mod _core {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        super::retry::PyRetryCall::enable_vectorcall(m.py())?;
-        super::breaker::PyBreakerCall::enable_vectorcall(m.py())?;
-        super::limiter::PyLimitedCall::enable_vectorcall(m.py())?;
-        super::keyed::PyKeyedLimitedCall::enable_vectorcall(m.py())?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

@@ -10,20 +10,21 @@
 //! `_complete` or `_cancel`. A cancelled waiter's slot is given back and the waiters behind it
 //! move up; `_watch` registers a callback that wakes an async waiter when its slot moved.
 
+use pyo3::PyTraverseError;
 use pyo3::exceptions::{PyNotImplementedError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple, PyType};
-use pyo3::{PyTraverseError, ffi};
 use riprap_core::{
     Clock, ConfigError, Decision, Quota, RateLimiter, Reservation, check_float, nanos_to_secs,
     secs_to_nanos,
 };
 
+use crate::call::{CallEngine, native_call};
 use crate::convert::{clock as extract_clock, number};
 use crate::errors::config_error;
-use crate::vectorcall::{self, Args, Fast, VectorCall};
+use crate::vectorcall::{Args, Fast};
 use crate::wakers::Wakers;
 
 static RATE_LIMIT_EXCEEDED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -431,13 +432,10 @@ impl PyRateLimiter {
     }
 }
 
-/// A rate-limited sync function (see `RateLimiter.__call__`).
-#[pyclass(name = "LimitedCall", module = "riprap", frozen, dict, weakref)]
-pub struct PyLimitedCall {
-    vectorcall: ffi::vectorcallfunc,
-    func: Py<PyAny>,
-    limiter: Py<PyRateLimiter>,
-}
+native_call!(
+    /// A rate-limited sync function (see `RateLimiter.__call__`).
+    PyLimitedCall as "LimitedCall", PyRateLimiter, limiter
+);
 
 /// Where the fast path of a limited call left off.
 pub(crate) enum Limited {
@@ -447,13 +445,12 @@ pub(crate) enum Limited {
     Queued(u64),
 }
 
-impl VectorCall for PyLimitedCall {
+impl CallEngine for PyRateLimiter {
     type Pending<'py> = Limited;
 
-    fn fast<'py>(slf: &Bound<'py, Self>, args: &Args<'py>) -> Fast<'py, Limited> {
-        let this = slf.get();
-        match this.limiter.get().reserve_one() {
-            Reservation::Admitted => match args.call(this.func.bind(slf.py())) {
+    fn fast<'py>(&self, func: &Bound<'py, PyAny>, args: &Args<'py>) -> Fast<'py, Limited> {
+        match self.reserve_one() {
+            Reservation::Admitted => match args.call(func) {
                 Some(result) => Fast::Done(result),
                 None => Fast::Raised,
             },
@@ -463,86 +460,26 @@ impl VectorCall for PyLimitedCall {
     }
 
     fn slow<'py>(
-        slf: &Bound<'py, Self>,
+        &self,
+        func: &Bound<'py, PyAny>,
         args: &Args<'py>,
         pending: Limited,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let this = slf.get();
-        let limiter = this.limiter.get();
+        let py = func.py();
         match pending {
-            Limited::Refused(wait) => return Err(limiter.refused(py, wait)),
-            Limited::Queued(ticket) => limiter.wait_ticket(py, ticket)?,
+            Limited::Refused(wait) => return Err(self.refused(py, wait)),
+            Limited::Queued(ticket) => self.wait_ticket(py, ticket)?,
         }
-        args.call(this.func.bind(py))
-            .ok_or_else(|| PyErr::fetch(py))
-    }
-}
-
-impl PyLimitedCall {
-    /// Turns on the vectorcall fast path for the type (called once at module init).
-    pub(crate) fn enable_vectorcall(py: Python<'_>) -> PyResult<()> {
-        let limiter = Py::new(
-            py,
-            PyRateLimiter {
-                inner: RateLimiter::new(Quota::new(1.0, None).map_err(config_error)?, 0),
-                clock: Clock::Monotonic,
-                clock_obj: None,
-                name: None,
-                raise_on_limit: false,
-                wakers: Wakers::default(),
-            },
-        )?;
-        let inert = Bound::new(py, Self::new(py.None(), limiter))?;
-        vectorcall::enable(&inert, &raw const inert.get().vectorcall);
-        Ok(())
-    }
-}
-
-#[pymethods]
-impl PyLimitedCall {
-    #[new]
-    fn new(func: Py<PyAny>, limiter: Py<PyRateLimiter>) -> Self {
-        Self {
-            vectorcall: vectorcall::trampoline::<Self>,
-            func,
-            limiter,
-        }
+        args.call(func).ok_or_else(|| PyErr::fetch(py))
     }
 
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__<'py>(
+    fn call<'py>(
         &self,
-        py: Python<'py>,
+        func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.limiter.get().enter(py)?;
-        self.func.bind(py).call(args, kwargs)
-    }
-
-    /// Binds like a function, so a decorated method gets `self`.
-    fn __get__<'py>(
-        slf: Bound<'py, Self>,
-        instance: Option<&Bound<'py, PyAny>>,
-        _owner: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        vectorcall::bind_method(slf, instance)
-    }
-
-    /// The limiter this function runs under.
-    #[getter]
-    fn limiter(&self, py: Python<'_>) -> Py<PyRateLimiter> {
-        self.limiter.clone_ref(py)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> String {
-        vectorcall::wrapper_repr("LimitedCall", self.func.bind(py))
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.func)?;
-        visit.call(&self.limiter)?;
-        Ok(())
+        self.enter(func.py())?;
+        func.call(args, kwargs)
     }
 }

@@ -19,14 +19,15 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
-use pyo3::{PyTraverseError, ffi, intern};
-use riprap_core::{BackoffConfig, Clock, RetrySchedule};
+use pyo3::{PyTraverseError, intern};
+use riprap_core::Clock;
 
 use crate::attr::{self, lookup};
 use crate::backoff::PyRetrySchedule;
 use crate::budget::PyRetryBudget;
+use crate::call::{CallEngine, native_call};
 use crate::convert::clock;
-use crate::vectorcall::{self, Args, Fast, VectorCall};
+use crate::vectorcall::{Args, Fast};
 
 const DEBUG: i32 = 10;
 const WARNING: i32 = 30;
@@ -401,24 +402,6 @@ impl PyRetryEngine {
 }
 
 impl PyRetryEngine {
-    /// An engine that never retries (the template instance used to enable vectorcall).
-    fn inert(py: Python<'_>) -> PyResult<Self> {
-        let schedule = RetrySchedule::new(BackoffConfig::default(), 1, None, Some(0))
-            .map_err(crate::errors::config_error)?;
-        Ok(Self {
-            schedule: Py::new(py, PyRetrySchedule::from_inner(schedule))?,
-            retryable: PyTuple::empty(py).unbind(),
-            status_codes: Vec::new(),
-            patterns: Vec::new(),
-            predicate: None,
-            respect_retry_after: false,
-            budget: None,
-            clock: Clock::Monotonic,
-            on_retry: None,
-            name: String::new(),
-        })
-    }
-
     fn run<'py>(
         &self,
         func: &Bound<'py, PyAny>,
@@ -457,13 +440,10 @@ impl PyRetryEngine {
     }
 }
 
-/// A retried sync function (see `riprap.retry`).
-#[pyclass(name = "RetryCall", module = "riprap", frozen, dict, weakref)]
-pub struct PyRetryCall {
-    vectorcall: ffi::vectorcallfunc,
-    func: Py<PyAny>,
-    engine: Py<PyRetryEngine>,
-}
+native_call!(
+    /// A retried sync function (see `riprap.retry`).
+    PyRetryCall as "RetryCall", PyRetryEngine, retry_engine
+);
 
 /// Where the first attempt left off when it needs the slow path.
 pub(crate) struct FirstAttempt<'py> {
@@ -473,90 +453,37 @@ pub(crate) struct FirstAttempt<'py> {
     result: Option<Bound<'py, PyAny>>,
 }
 
-impl VectorCall for PyRetryCall {
+impl CallEngine for PyRetryEngine {
     type Pending<'py> = FirstAttempt<'py>;
 
-    fn fast<'py>(slf: &Bound<'py, Self>, args: &Args<'py>) -> Fast<'py, FirstAttempt<'py>> {
-        let this = slf.get();
-        let engine = this.engine.get();
-        let start = engine.begin();
-        match args.call(this.func.bind(slf.py())) {
-            Some(result) if engine.predicate.is_none() => Fast::Done(result),
+    fn fast<'py>(
+        &self,
+        func: &Bound<'py, PyAny>,
+        args: &Args<'py>,
+    ) -> Fast<'py, FirstAttempt<'py>> {
+        let start = self.begin();
+        match args.call(func) {
+            Some(result) if self.predicate.is_none() => Fast::Done(result),
             result => Fast::Slow(FirstAttempt { start, result }),
         }
     }
 
     fn slow<'py>(
-        slf: &Bound<'py, Self>,
+        &self,
+        func: &Bound<'py, PyAny>,
         args: &Args<'py>,
         pending: FirstAttempt<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let this = slf.get();
-        let first = pending.result.ok_or_else(|| attr::raised(py));
-        this.engine
-            .get()
-            .after_first(this.func.bind(py), first, pending.start, || {
-                args.to_tuple_dict()
-            })
-    }
-}
-
-impl PyRetryCall {
-    /// Turns on the vectorcall fast path for the type (called once at module init).
-    pub(crate) fn enable_vectorcall(py: Python<'_>) -> PyResult<()> {
-        let inert = Bound::new(
-            py,
-            Self::new(py.None(), Py::new(py, PyRetryEngine::inert(py)?)?),
-        )?;
-        vectorcall::enable(&inert, &raw const inert.get().vectorcall);
-        Ok(())
-    }
-}
-
-#[pymethods]
-impl PyRetryCall {
-    #[new]
-    fn new(func: Py<PyAny>, engine: Py<PyRetryEngine>) -> Self {
-        Self {
-            vectorcall: vectorcall::trampoline::<Self>,
-            func,
-            engine,
-        }
+        let first = pending.result.ok_or_else(|| attr::raised(func.py()));
+        self.after_first(func, first, pending.start, || args.to_tuple_dict())
     }
 
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__<'py>(
+    fn call<'py>(
         &self,
-        py: Python<'py>,
+        func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.engine.get().run(self.func.bind(py), args, kwargs)
-    }
-
-    /// Binds like a function, so a decorated method gets `self`.
-    fn __get__<'py>(
-        slf: Bound<'py, Self>,
-        instance: Option<&Bound<'py, PyAny>>,
-        _owner: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        vectorcall::bind_method(slf, instance)
-    }
-
-    /// The retry engine (policy, clock and hooks) this function runs under.
-    #[getter]
-    fn retry_engine(&self, py: Python<'_>) -> Py<PyRetryEngine> {
-        self.engine.clone_ref(py)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> String {
-        vectorcall::wrapper_repr("RetryCall", self.func.bind(py))
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.func)?;
-        visit.call(&self.engine)?;
-        Ok(())
+        self.run(func, args, kwargs)
     }
 }
