@@ -22,6 +22,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast, overload
 
+from . import _validate as v
 from . import testing
 from ._backend import core
 from ._clock import asleep_fn
@@ -98,17 +99,6 @@ async def _wait_for_slot(limiter: Any, ticket: int, args: tuple[Any, ...]) -> No
         limiter._cancel(*args)
         raise
     limiter._complete(*args)
-
-
-def _raises(on_limit: object) -> bool:
-    # The same checks and messages as the core's `on_limit=` (None means the default).
-    if on_limit is None:
-        return False
-    if not isinstance(on_limit, str):
-        raise TypeError(f"on_limit must be a str, got {type(on_limit).__name__}")
-    if on_limit not in ("wait", "raise"):
-        raise ValueError(f"on_limit must be one of 'wait', 'raise', got '{on_limit}'")
-    return on_limit == "raise"
 
 
 class RateLimiter(core.RateLimiter):
@@ -287,7 +277,7 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
             )
         if not callable(key):
             raise TypeError(f"key must be callable, got {type(key).__name__}")
-        raise_on_limit = _raises(on_limit)
+        raise_on_limit = v.on_limit(on_limit)
 
         def limit(f: F) -> F:
             return cast(

@@ -1,15 +1,16 @@
-"""Type checks for configuration, shared by the public layer and the pure-Python reference.
+"""Argument checks, in one place: shared by the public layer and the pure-Python reference.
 
-The Rust binding (`rust/py/src/convert.rs`) produces the same messages, so a bad argument reads
-the same on both backends. Value checks (ranges, NaN, inf) live in the cores; these helpers only
-make sure a field has the right type, naming the field and the type it got.
+The Rust binding's twin is `rust/py/src/convert.rs`; both produce the same messages, so a bad
+argument reads the same on both backends. Value checks of configuration (ranges, NaN, inf) live
+in the cores; these helpers make sure a field has the right type, naming the field and the type
+it got, and convert call arguments (`n=`, `timeout=`, `on_limit=`, ...) the way the binding does.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "U64_MAX",
@@ -17,9 +18,15 @@ __all__ = [
     "callable_or_none",
     "check_float",
     "check_int",
+    "cost",
     "exception_types",
+    "int_at_least",
     "integer",
+    "max_wait",
+    "name",
+    "no_storage",
     "number",
+    "on_limit",
     "optional_number",
     "py_float",
     "secs_to_nanos",
@@ -141,20 +148,81 @@ def secs_to_nanos(seconds: float) -> int:
     return max(0, math.floor(x))
 
 
+def int_at_least(field: str, value: object, minimum: int) -> int:
+    """A whole count `>= minimum`: an `int`, never `bool`; above 2**64 - 1 it saturates."""
+    return min(check_int(field, integer(field, value), minimum), U64_MAX)
+
+
+def _choice(field: str, value: object, expected: tuple[str, ...]) -> str:
+    """A `str` that must be one of `expected` (the core's message for unknown names)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a str, got {_type_name(value)}")
+    if value not in expected:
+        listed = ", ".join(f"'{e}'" for e in expected)
+        raise ValueError(f"{field} must be one of {listed}, got '{value}'")
+    return value
+
+
+def name(value: object) -> str | None:
+    """`name=`: a `str` or None."""
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"name must be a str or None, got {_type_name(value)}")
+
+
+def on_limit(value: object) -> bool:
+    """`on_limit=`: "wait" (False, the default; None means the default) or "raise" (True)."""
+    if value is None:
+        return False
+    return _choice("on_limit", value, ("wait", "raise")) == "raise"
+
+
+def max_wait(field: str, value: object) -> int | None:
+    """A wait bound such as `timeout=`: None (no bound) or seconds >= 0, as nanoseconds."""
+    if value is None:
+        return None
+    return secs_to_nanos(check_float(field, number(field, value), 0.0, True))
+
+
+class _Quota(Protocol):
+    interval: int
+
+    def cost(self, n: int) -> int: ...
+
+
+def cost(quota: _Quota, n: object) -> int:
+    """`n=` of a limiter call as nanoseconds: a whole number of tokens, 1 <= n <= burst.
+
+    Floats (NaN included) are a ValueError, as in the core; other types a TypeError.
+    """
+    if n is None:
+        return quota.interval
+    if isinstance(n, bool):
+        raise TypeError("n must be an int, got bool")
+    if isinstance(n, int):
+        return quota.cost(n)
+    if isinstance(n, float):
+        raise ValueError(f"n must be a whole number of tokens (an int), got {n!r}")  # noqa: TRY004
+    raise TypeError(f"n must be an int, got {_type_name(n)}")
+
+
 STORAGE_ERROR_MODES = ("local", "fail_open", "fail_closed")
 
 
 def storage_error_mode(value: object) -> str:
-    """`on_storage_error=`: "local" (the default), "fail_open" or "fail_closed".
-
-    It only takes effect with `storage=`, which is not implemented yet.
-    """
+    """`on_storage_error=`: "local" (the default), "fail_open" or "fail_closed"."""
     if value is None:
         return "local"
-    if not isinstance(value, str):
-        raise TypeError(f"on_storage_error must be a str, got {_type_name(value)}")
-    if value not in STORAGE_ERROR_MODES:
-        raise ValueError(
-            f"on_storage_error must be one of 'local', 'fail_open', 'fail_closed', got '{value}'"
+    return _choice("on_storage_error", value, STORAGE_ERROR_MODES)
+
+
+def no_storage(what: str, storage: object, on_storage_error: object) -> None:
+    """`storage=` and `on_storage_error=`: the mode is validated, and storage is refused.
+
+    Redis storage is not built yet, so any `storage` raises NotImplementedError.
+    """
+    storage_error_mode(on_storage_error)
+    if storage is not None:
+        raise NotImplementedError(
+            f"{what}(storage=...): Redis storage is not implemented yet"
         )
-    return value

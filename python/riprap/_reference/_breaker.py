@@ -28,8 +28,7 @@ from .._fork import track
 from .._validate import (
     U64_MAX,
     check_float,
-    check_int,
-    integer,
+    int_at_least,
     number,
     py_float,
     secs_to_nanos,
@@ -62,10 +61,6 @@ def _check_at_most(field: str, value: float, maximum: float) -> None:
         )
 
 
-def _int_field(field: str, value: object, minimum: int) -> int:
-    return min(check_int(field, integer(field, value), minimum), U64_MAX)
-
-
 class BreakerConfig:
     """A validated breaker configuration (the numeric fields of `CircuitBreakerConfig`)."""
 
@@ -84,15 +79,15 @@ class BreakerConfig:
     ) -> None:
         # Types (and integer ranges) in declaration order, then float values in declaration
         # order: the same order as the Rust binding, so both name the same field first.
-        self.failure_threshold = _int_field("failure_threshold", failure_threshold, 1)
+        self.failure_threshold = int_at_least("failure_threshold", failure_threshold, 1)
         self.timeout = number("timeout", timeout)
-        self.success_threshold = _int_field("success_threshold", success_threshold, 1)
+        self.success_threshold = int_at_least("success_threshold", success_threshold, 1)
         self.monitoring_window = number("monitoring_window", monitoring_window)
         self.failure_rate_threshold = number(
             "failure_rate_threshold", failure_rate_threshold
         )
-        self.minimum_calls = _int_field("minimum_calls", minimum_calls, 1)
-        self.half_open_max_calls = _int_field(
+        self.minimum_calls = int_at_least("minimum_calls", minimum_calls, 1)
+        self.half_open_max_calls = int_at_least(
             "half_open_max_calls", half_open_max_calls, 1
         )
         self.slow_call_duration = (

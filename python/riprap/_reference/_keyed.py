@@ -15,19 +15,25 @@ from collections.abc import Callable
 from typing import Any
 
 from .._fork import track
-from .._validate import U64_MAX, check_float, number, secs_to_nanos
+from .._validate import (
+    U64_MAX,
+    check_float,
+    cost,
+    int_at_least,
+    max_wait,
+    no_storage,
+    number,
+    secs_to_nanos,
+)
+from .._validate import name as _name
+from .._validate import on_limit as _on_limit
 from ._clock import clock_of
 from ._limiter import (
     Counters,
     Waiters,
     Wakers,
-    cost,
-    name_arg,
-    no_storage,
     quota_arg,
-    raises,
     rate_limited,
-    timeout_arg,
     wait_until_due,
 )
 from ._wrapper import NativeWrapper
@@ -77,13 +83,9 @@ class KeyedRateLimiter:
         on_storage_error: str | None = None,
     ) -> None:
         self._quota = quota_arg(rate, burst)
-        self._name = name_arg(name)
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int):
-            raise TypeError(f"max_keys must be an int, got {type(max_keys).__name__}")
-        if max_keys < 1:
-            raise ValueError(f"max_keys must be >= 1, got {max_keys}")
+        self._name = _name(name)
         # As in the Rust binding: above i64 is as good as unbounded.
-        self._max_keys = U64_MAX if max_keys > I64_MAX else max_keys
+        self._max_keys = int_at_least("max_keys", max_keys, 1)
         self._ttl: int | None = None
         if idle_ttl is not None:
             seconds = check_float("idle_ttl", number("idle_ttl", idle_ttl), 0.0, False)
@@ -179,7 +181,7 @@ class KeyedRateLimiter:
     def _reserve(self, key: object, n: int | None, timeout: float | None) -> int:
         """Reserve `n` tokens of `key`: 0 when admitted at once, else a ticket to wait on."""
         c = cost(self._quota, n)
-        max_wait = timeout_arg(timeout)
+        bound = max_wait("timeout", timeout)
         k = key_of(key)
         now = self._now()
         with self._lock:
@@ -187,7 +189,7 @@ class KeyedRateLimiter:
             if wait == 0:
                 self._counters.admitted += 1
                 return 0
-            if wait == U64_MAX or (max_wait is not None and wait > max_wait):
+            if wait == U64_MAX or (bound is not None and wait > bound):
                 self._counters.rejected += 1
                 refused = wait
             else:
@@ -344,7 +346,7 @@ class KeyedLimit:
     ) -> None:
         self._limiter = limiter
         self._key = key
-        self._raise = raises(on_limit)
+        self._raise = _on_limit(on_limit)
 
     @property
     def limiter(self) -> KeyedRateLimiter:

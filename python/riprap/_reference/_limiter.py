@@ -22,11 +22,14 @@ from .._fork import track
 from .._validate import (
     U64_MAX,
     check_float,
+    cost,
+    max_wait,
+    no_storage,
     number,
     py_float,
-    secs_to_nanos,
-    storage_error_mode,
 )
+from .._validate import name as _name
+from .._validate import on_limit as _on_limit
 from ._clock import ManualClock, Monotonic, clock_of
 from ._wrapper import NativeWrapper
 
@@ -36,12 +39,8 @@ __all__ = [
     "RateLimiter",
     "Waiters",
     "Wakers",
-    "cost",
-    "name_arg",
-    "no_storage",
-    "raises",
+    "quota_arg",
     "rate_limited",
-    "timeout_arg",
     "wait_until_due",
 ]
 
@@ -122,62 +121,7 @@ class Quota:
         return end, max(0, end - self.tolerance - now)
 
 
-# --- argument checks, shared with the keyed limiter (messages as in rust/py/src/limiter.rs) ---
-
-
-def _type_name(value: object) -> str:
-    return type(value).__name__
-
-
-def cost(quota: Quota, n: object) -> int:
-    """`n=` as nanoseconds: a whole number of tokens, 1 <= n <= burst."""
-    if n is None:
-        return quota.interval
-    if isinstance(n, bool):
-        raise TypeError("n must be an int, got bool")
-    if isinstance(n, int):
-        return quota.cost(n)
-    if isinstance(n, float):
-        # NaN (and any float) is a ValueError, as in the core: a token count is a whole number.
-        raise ValueError(f"n must be a whole number of tokens (an int), got {n!r}")  # noqa: TRY004
-    raise TypeError(f"n must be an int, got {_type_name(n)}")
-
-
-def timeout_arg(value: object) -> int | None:
-    """`timeout=`: None, or seconds >= 0, as nanoseconds."""
-    if value is None:
-        return None
-    return secs_to_nanos(check_float("timeout", number("timeout", value), 0.0, True))
-
-
-def name_arg(value: object) -> str | None:
-    """`name=`: a str or None."""
-    if value is None or isinstance(value, str):
-        return value
-    raise TypeError(f"name must be a str or None, got {_type_name(value)}")
-
-
-def raises(value: object) -> bool:
-    """`on_limit=`: "wait" (False) or "raise" (True); None means the default, "wait"."""
-    if value is None:
-        return False
-    if not isinstance(value, str):
-        raise TypeError(f"on_limit must be a str, got {_type_name(value)}")
-    if value not in ("wait", "raise"):
-        raise ValueError(f"on_limit must be one of 'wait', 'raise', got '{value}'")
-    return value == "raise"
-
-
-def no_storage(what: str, storage: object, on_storage_error: object) -> None:
-    """`storage=` must be None until Redis storage lands.
-
-    `on_storage_error=` is validated now and takes effect with it.
-    """
-    storage_error_mode(on_storage_error)
-    if storage is not None:
-        raise NotImplementedError(
-            f"{what}(storage=...): Redis storage is not implemented yet"
-        )
+# --- argument checks (the rest are in riprap._validate, shared with the binding) ---
 
 
 def quota_arg(rate: object, burst: object) -> Quota:
@@ -376,8 +320,8 @@ class RateLimiter:
         on_storage_error: str | None = None,
     ) -> None:
         self._quota = quota_arg(rate, burst)
-        self._name = name_arg(name)
-        self._raise = raises(on_limit)
+        self._name = _name(name)
+        self._raise = _on_limit(on_limit)
         self._clock = clock_of(clock)
         self._clock_obj = clock
         no_storage("RateLimiter", storage, on_storage_error)
@@ -474,7 +418,9 @@ class RateLimiter:
 
     def _reserve(self, n: int | None, timeout: float | None) -> int:
         """Reserve `n` tokens: 0 when admitted at once, else a ticket to wait on."""
-        what, value = self._reserve_cost(cost(self._quota, n), timeout_arg(timeout))
+        what, value = self._reserve_cost(
+            cost(self._quota, n), max_wait("timeout", timeout)
+        )
         if what == "refused":
             raise rate_limited(self._name, value)
         return value if what == "queued" else 0

@@ -19,42 +19,18 @@
 use std::sync::{Mutex, PoisonError};
 
 use pyo3::PyTraverseError;
-use pyo3::PyTypeInfo;
-use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyInt, PyString, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use riprap_core::{
-    Admission, BreakerConfig, CircuitBreaker, Clock, Outcome, Permit, Transition, check_int,
-    nanos_to_secs,
+    Admission, BreakerConfig, CircuitBreaker, Clock, Outcome, Permit, Transition, nanos_to_secs,
 };
 
 use crate::call::{CallEngine, native_call};
-use crate::convert::{clock, number};
-use crate::errors::config_error;
-use crate::vectorcall::{Args, Fast, raise_now};
-
-pyo3::import_exception!(riprap._errors, CircuitOpenError);
-
-/// A whole count `>= min` (an `int`, never `bool`); larger than `u64::MAX` saturates.
-fn int_field(field: &'static str, v: &Bound<'_, PyAny>, min: i128) -> PyResult<u64> {
-    if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
-        let name = v.get_type().name()?;
-        return Err(PyTypeError::new_err(format!(
-            "{field} must be an int, got {name}"
-        )));
-    }
-    match v.extract::<i128>() {
-        Ok(n) => {
-            check_int(field, n, min).map_err(config_error)?;
-            Ok(u64::try_from(n).unwrap_or(u64::MAX))
-        }
-        Err(_) if v.lt(0)? => Err(PyValueError::new_err(format!(
-            "{field} must be >= {min}, got {v}"
-        ))),
-        Err(_) => Ok(u64::MAX),
-    }
-}
+use crate::convert::{clock, int_at_least, number};
+use crate::errors::{circuit_open, config_error, raise_circuit_open};
+use crate::vectorcall::{Args, Fast};
 
 /// A validated breaker configuration (the numeric fields of `CircuitBreakerConfig`).
 #[pyclass(name = "BreakerConfig", module = "riprap", frozen)]
@@ -84,13 +60,13 @@ impl PyBreakerConfig {
         // float fields in declaration order: the reference checks in the same order, so both
         // backends name the same field first.
         let c = BreakerConfig {
-            failure_threshold: int_field("failure_threshold", failure_threshold, 1)?,
+            failure_threshold: int_at_least("failure_threshold", failure_threshold, 1)?,
             timeout: number("timeout", timeout)?,
-            success_threshold: int_field("success_threshold", success_threshold, 1)?,
+            success_threshold: int_at_least("success_threshold", success_threshold, 1)?,
             monitoring_window: number("monitoring_window", monitoring_window)?,
             failure_rate_threshold: number("failure_rate_threshold", failure_rate_threshold)?,
-            minimum_calls: int_field("minimum_calls", minimum_calls, 1)?,
-            half_open_max_calls: int_field("half_open_max_calls", half_open_max_calls, 1)?,
+            minimum_calls: int_at_least("minimum_calls", minimum_calls, 1)?,
+            half_open_max_calls: int_at_least("half_open_max_calls", half_open_max_calls, 1)?,
             slow_call_duration: match slow_call_duration {
                 Some(v) if !v.is_none() => Some(number("slow_call_duration", v)?),
                 _ => None,
@@ -189,17 +165,6 @@ impl PyBreakerEngine {
         }))
     }
 
-    /// Raises a fresh `CircuitOpenError` without a `PyErr` (usable on the vectorcall fast path).
-    fn raise_open(&self, py: Python<'_>, retry_after: u64) {
-        let args = (self.name.bind(py), nanos_to_secs(retry_after));
-        match args.into_pyobject(py) {
-            Ok(args) => raise_now(CircuitOpenError::type_object(py).as_any(), &args),
-            // Only an allocation failure; restoring moves the error into the interpreter
-            // without dropping a `Py` (which the fast path must not do).
-            Err(err) => err.restore(py),
-        }
-    }
-
     /// Admit a call or raise a fresh `CircuitOpenError`.
     fn admit(&self, py: Python<'_>) -> PyResult<Permit> {
         match self.inner.acquire(self.clock.now()) {
@@ -210,10 +175,7 @@ impl PyBreakerEngine {
                     Err(e)
                 }
             },
-            Admission::Reject { retry_after } => Err(CircuitOpenError::new_err((
-                self.name.clone_ref(py),
-                nanos_to_secs(retry_after),
-            ))),
+            Admission::Reject { retry_after } => Err(circuit_open(py, &self.name, retry_after)),
         }
     }
 
@@ -456,7 +418,7 @@ impl CallEngine for PyBreakerEngine {
             // Not CLOSED: reject right here, or admit a call that needs the slow path.
             return match breaker.acquire(self.clock.now()) {
                 Admission::Reject { retry_after } => {
-                    self.raise_open(py, retry_after);
+                    raise_circuit_open(py, self.name.bind(py), retry_after);
                     Fast::Raised
                 }
                 Admission::Admit { permit, transition } => {

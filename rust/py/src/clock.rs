@@ -1,20 +1,14 @@
 //! `ManualClock` (shared manual time) and the monotonic clock as seen from Python.
 
 use pyo3::prelude::*;
-use riprap_core::{Clock, ManualClock, check_float, nanos_to_secs, secs_to_nanos};
+use riprap_core::{Clock, ManualClock, nanos_to_secs, secs_to_nanos};
 
-use crate::convert::number;
-use crate::errors::config_error;
+use crate::convert::nanos;
 
 /// A manually driven clock shared by every primitive given it (`clock=`).
 #[pyclass(name = "ManualClock", module = "riprap.testing", frozen, subclass)]
 pub struct PyManualClock {
     pub(crate) inner: ManualClock,
-}
-
-fn nanos(field: &'static str, v: &Bound<'_, PyAny>) -> PyResult<u64> {
-    let s = check_float(field, number(field, v)?, 0.0, true).map_err(config_error)?;
-    Ok(secs_to_nanos(s))
 }
 
 #[pymethods]
@@ -23,7 +17,7 @@ impl PyManualClock {
     #[pyo3(signature = (start = None))]
     fn new(start: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let ns = match start {
-            Some(s) => nanos("start", s)?,
+            Some(s) => nanos("start", s, true)?,
             None => 0,
         };
         Ok(Self {
@@ -43,7 +37,7 @@ impl PyManualClock {
 
     /// Moves time forward by `seconds` (saturating at the end of time).
     fn advance(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.inner.advance(nanos("seconds", seconds)?);
+        self.inner.advance(nanos("seconds", seconds, true)?);
         Ok(())
     }
 
@@ -54,7 +48,7 @@ impl PyManualClock {
 
     /// Sets the time, forwards or backwards (to test a clock that steps back).
     fn set(&self, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.inner.set(nanos("seconds", seconds)?);
+        self.inner.set(nanos("seconds", seconds, true)?);
         Ok(())
     }
 

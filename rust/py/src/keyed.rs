@@ -11,26 +11,17 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString, PyTuple};
 use pyo3::{PyTraverseError, ffi};
-use riprap_core::{
-    Clock, Decision, Key, KeyedRateLimiter, Quota, Reservation, check_float, nanos_to_secs,
-    secs_to_nanos,
-};
+use riprap_core::{Clock, Decision, Key, KeyedRateLimiter, Quota, Reservation, nanos_to_secs};
 
 use crate::call::{CallEngine, native_call};
-use crate::convert::{clock as extract_clock, number};
-use crate::errors::config_error;
-use crate::limiter::{
-    cost, name as extract_name, no_storage, quota as extract_quota, raises, rate_limited, timeout,
-    wait_until_due,
+use crate::convert::{
+    clock as extract_clock, cost, int_at_least, max_wait, name as extract_name, nanos, no_storage,
+    quota as extract_quota, raises, type_name,
 };
+use crate::errors::{config_error, rate_limited};
+use crate::limiter::wait_until_due;
 use crate::vectorcall::{Args, Fast};
 use crate::wakers::Wakers;
-
-fn type_name(v: &Bound<'_, PyAny>) -> String {
-    v.get_type()
-        .name()
-        .map_or_else(|_| "object".to_owned(), |n| n.to_string())
-}
 
 /// Runs `f` with `obj` as a core key (borrowed whenever possible).
 pub(crate) fn with_key<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(Key<'_>) -> R) -> PyResult<R> {
@@ -163,28 +154,10 @@ impl PyKeyedRateLimiter {
         let name = extract_name(name)?;
         let max_keys = match max_keys {
             None => 1_000_000,
-            Some(v) => {
-                if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
-                    return Err(PyTypeError::new_err(format!(
-                        "max_keys must be an int, got {}",
-                        type_name(v)
-                    )));
-                }
-                match v.extract::<i64>() {
-                    Ok(n) if n >= 1 => n.unsigned_abs(),
-                    Ok(n) => return Err(max_keys_too_small(&n.to_string())),
-                    Err(_) if v.lt(0)? => return Err(max_keys_too_small(&v.str()?.to_string())),
-                    // Above i64: as good as unbounded.
-                    Err(_) => u64::MAX,
-                }
-            }
+            Some(v) => int_at_least("max_keys", v, 1)?,
         };
         let idle_ttl = match idle_ttl {
-            Some(v) if !v.is_none() => {
-                let s = check_float("idle_ttl", number("idle_ttl", v)?, 0.0, false)
-                    .map_err(config_error)?;
-                Some(secs_to_nanos(s).max(1))
-            }
+            Some(v) if !v.is_none() => Some(nanos("idle_ttl", v, false)?.max(1)),
             _ => None,
         };
         let core_clock = extract_clock(clock)?;
@@ -240,7 +213,7 @@ impl PyKeyedRateLimiter {
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let cost = cost(self.inner.quota(), n)?;
-        let max_wait = self::timeout(timeout)?;
+        let max_wait = self::max_wait("timeout", timeout)?;
         let now = self.clock.now();
         match with_key(key, |k| self.inner.reserve_cost(k, cost, now, max_wait))? {
             Reservation::Admitted => Ok(0),
@@ -355,10 +328,6 @@ impl PyKeyedRateLimiter {
     fn __clear__(&self) {
         self.wakers.clear();
     }
-}
-
-fn max_keys_too_small(given: &str) -> PyErr {
-    pyo3::exceptions::PyValueError::new_err(format!("max_keys must be >= 1, got {given}"))
 }
 
 /// A keyed limiter applied with one key function (what `@keyed(key=...)` wraps a function with).

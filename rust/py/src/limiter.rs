@@ -11,172 +11,16 @@
 //! move up; `_watch` registers a callback that wakes an async waiter when its slot moved.
 
 use pyo3::PyTraverseError;
-use pyo3::exceptions::{PyNotImplementedError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple, PyType};
-use riprap_core::{
-    Clock, ConfigError, Decision, Quota, RateLimiter, Reservation, check_float, nanos_to_secs,
-    secs_to_nanos,
-};
+use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
+use riprap_core::{Clock, Decision, RateLimiter, Reservation, nanos_to_secs};
 
 use crate::call::{CallEngine, native_call};
-use crate::convert::{clock as extract_clock, number};
-use crate::errors::config_error;
+use crate::convert::{clock as extract_clock, cost, max_wait, name, no_storage, quota, raises};
+use crate::errors::rate_limited;
 use crate::vectorcall::{Args, Fast};
 use crate::wakers::Wakers;
-
-static RATE_LIMIT_EXCEEDED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-
-/// A fresh `RateLimitExceeded(name, retry_after)` (never a shared instance: its traceback would
-/// grow with every raise).
-pub(crate) fn rate_limited(py: Python<'_>, name: Option<&Py<PyString>>, wait: u64) -> PyErr {
-    let class = match RATE_LIMIT_EXCEEDED.get_or_try_init(py, || -> PyResult<_> {
-        Ok(py
-            .import("riprap._errors")?
-            .getattr("RateLimitExceeded")?
-            .cast_into::<PyType>()?
-            .unbind())
-    }) {
-        Ok(c) => c.bind(py),
-        Err(e) => return e,
-    };
-    match class.call1((name, nanos_to_secs(wait))) {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(e) => e,
-    }
-}
-
-fn type_name(v: &Bound<'_, PyAny>) -> String {
-    v.get_type()
-        .name()
-        .map_or_else(|_| "object".to_owned(), |n| n.to_string())
-}
-
-/// `n=`: a whole number of tokens, `1 <= n <= burst`. Floats (NaN included) are a `ValueError`
-/// (a fractional token count is a bad value, not a bad type); other types a `TypeError`.
-pub(crate) fn cost(quota: &Quota, n: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
-    let Some(n) = n else {
-        return Ok(quota.interval_ns());
-    };
-    if n.is_instance_of::<PyBool>() {
-        return Err(PyTypeError::new_err("n must be an int, got bool"));
-    }
-    if n.is_instance_of::<PyInt>() {
-        return match n.extract::<u64>() {
-            Ok(v) => quota.cost(v).map_err(config_error),
-            Err(_) if n.lt(1)? => Err(PyValueError::new_err(format!("n must be >= 1, got {n}"))),
-            Err(_) => Err(PyValueError::new_err(format!(
-                "n must be <= burst ({}), got {n}",
-                n.py()
-                    .get_type::<PyFloat>()
-                    .call1((quota.burst(),))?
-                    .repr()?
-            ))),
-        };
-    }
-    if n.is_instance_of::<PyFloat>() {
-        return Err(PyValueError::new_err(format!(
-            "n must be a whole number of tokens (an int), got {}",
-            n.repr()?
-        )));
-    }
-    Err(PyTypeError::new_err(format!(
-        "n must be an int, got {}",
-        type_name(n)
-    )))
-}
-
-/// `timeout=`: `None` (wait as long as it takes) or seconds `>= 0`, as nanoseconds.
-pub(crate) fn timeout(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
-    match v {
-        None => Ok(None),
-        Some(v) if v.is_none() => Ok(None),
-        Some(v) => {
-            let s =
-                check_float("timeout", number("timeout", v)?, 0.0, true).map_err(config_error)?;
-            Ok(Some(secs_to_nanos(s)))
-        }
-    }
-}
-
-/// `name=`: a `str` or `None`.
-pub(crate) fn name(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Py<PyString>>> {
-    match v {
-        None => Ok(None),
-        Some(v) if v.is_none() => Ok(None),
-        Some(v) => match v.cast::<PyString>() {
-            Ok(s) => Ok(Some(s.clone().unbind())),
-            Err(_) => Err(PyTypeError::new_err(format!(
-                "name must be a str or None, got {}",
-                type_name(v)
-            ))),
-        },
-    }
-}
-
-/// `on_limit=`: "wait" (false) or "raise" (true).
-pub(crate) fn raises(v: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-    let Some(v) = v else {
-        return Ok(false);
-    };
-    let Ok(s) = v.cast::<PyString>() else {
-        return Err(PyTypeError::new_err(format!(
-            "on_limit must be a str, got {}",
-            type_name(v)
-        )));
-    };
-    match s.to_str()? {
-        "wait" => Ok(false),
-        "raise" => Ok(true),
-        other => Err(config_error(ConfigError::Unknown {
-            field: "on_limit",
-            value: other.to_owned(),
-            expected: &["wait", "raise"],
-        })),
-    }
-}
-
-/// `storage=`: only `None` until Redis storage lands; `on_storage_error=` ("local",
-/// "fail_open" or "fail_closed") is validated now and takes effect with it. Messages match
-/// `riprap._validate.storage_error_mode`.
-pub(crate) fn no_storage(
-    what: &str,
-    storage: Option<&Bound<'_, PyAny>>,
-    on_storage_error: Option<&Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    if let Some(mode) = on_storage_error.filter(|m| !m.is_none()) {
-        let Ok(mode) = mode.cast::<PyString>() else {
-            return Err(PyTypeError::new_err(format!(
-                "on_storage_error must be a str, got {}",
-                mode.get_type().name()?
-            )));
-        };
-        let mode = mode.to_cow()?;
-        if !["local", "fail_open", "fail_closed"].contains(&mode.as_ref()) {
-            return Err(PyValueError::new_err(format!(
-                "on_storage_error must be one of 'local', 'fail_open', 'fail_closed', got '{mode}'"
-            )));
-        }
-    }
-    match storage {
-        Some(s) if !s.is_none() => Err(PyNotImplementedError::new_err(format!(
-            "{what}(storage=...): Redis storage is not implemented yet"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// `rate=` and `burst=` as a validated quota.
-pub(crate) fn quota(rate: &Bound<'_, PyAny>, burst: Option<&Bound<'_, PyAny>>) -> PyResult<Quota> {
-    let rate = number("rate", rate)?;
-    let burst = match burst {
-        Some(b) if !b.is_none() => Some(number("burst", b)?),
-        _ => None,
-    };
-    Quota::new(rate, burst).map_err(config_error)
-}
 
 /// Blocks until `remaining(now)` is 0: a manual clock advances; real time is slept with the
 /// interpreter released, in slices of at most 50 ms with a signal check after each, so Ctrl-C
@@ -275,7 +119,7 @@ impl PyRateLimiter {
         storage: Option<&Bound<'_, PyAny>>,
         on_storage_error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let quota = self::quota(rate, burst)?;
+        let quota = quota(rate, burst)?;
         let name = self::name(name)?;
         let raise_on_limit = raises(on_limit)?;
         let core_clock = extract_clock(clock)?;
@@ -307,7 +151,7 @@ impl PyRateLimiter {
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let cost = cost(self.inner.quota(), n)?;
-        let max_wait = self::timeout(timeout)?;
+        let max_wait = max_wait("timeout", timeout)?;
         match self.inner.reserve_cost(cost, self.clock.now(), max_wait) {
             Reservation::Admitted => Ok(()),
             Reservation::Refused { wait } => Err(self.refused(py, wait)),
@@ -324,7 +168,7 @@ impl PyRateLimiter {
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let cost = cost(self.inner.quota(), n)?;
-        let max_wait = self::timeout(timeout)?;
+        let max_wait = max_wait("timeout", timeout)?;
         match self.inner.reserve_cost(cost, self.clock.now(), max_wait) {
             Reservation::Admitted => Ok(0),
             Reservation::Refused { wait } => Err(self.refused(py, wait)),
