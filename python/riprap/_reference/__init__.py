@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ._backoff import AdaptiveBackoff, RetrySchedule
+from ._adaptive import AdaptiveBackoff
 from ._breaker import BreakerCall, BreakerConfig, BreakerEngine, BreakerPermit
 from ._budget import RetryBudget
 from ._clock import ManualClock, monotonic
 from ._keyed import KeyedLimit, KeyedLimitedCall, KeyedRateLimiter
 from ._limiter import LimitedCall, RateLimiter
-from ._retry_call import RetryCall, RetryEngine
+from ._retry import RetryCall, RetryEngine, RetrySchedule
 from ._rng import Rng, note_fork
 
 try:

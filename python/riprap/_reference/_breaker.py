@@ -1,6 +1,6 @@
 """Reference twin of `rust/core/src/breaker.rs` and `rust/py/src/breaker.rs`.
 
-`CircuitBreakerCore` is the state machine (times in integer nanoseconds, exactly like the core);
+`Breaker` is the state machine (times in integer nanoseconds, exactly like the core);
 `BreakerConfig`, `BreakerPermit`, `BreakerEngine` and `BreakerCall` mirror the Rust binding's
 classes name for name. The rules, in short (see the core's module docs for the why):
 
@@ -42,7 +42,7 @@ __all__ = [
     "BreakerConfig",
     "BreakerEngine",
     "BreakerPermit",
-    "CircuitBreakerCore",
+    "Breaker",
     "Permit",
 ]
 
@@ -138,7 +138,7 @@ class Decision(NamedTuple):
     retry_after: int
 
 
-class CircuitBreakerCore:
+class Breaker:
     """The state machine; every method takes the time as integer nanoseconds."""
 
     def __init__(self, config: BreakerConfig) -> None:
@@ -369,7 +369,7 @@ class BreakerPermit:
         self._trial = permit.trial
         self._lock = threading.Lock()
 
-    def _take(self, core: CircuitBreakerCore) -> Permit | None:
+    def _take(self, core: Breaker) -> Permit | None:
         """The permit (None if returned already); another breaker's is a ValueError."""
         with self._lock:
             if self._permit is not None and not core.owns(self._permit):
@@ -406,7 +406,7 @@ class BreakerEngine:
         on_transition: Callable[[str, str], object] | None,
     ) -> None:
         self._name = name
-        self._core = CircuitBreakerCore(config)
+        self._core = Breaker(config)
         self._clock = clock_of(clock)
         self._expected = expected_exception
         self._excluded = excluded_exceptions

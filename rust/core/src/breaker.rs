@@ -4,15 +4,15 @@
 //! lock while the protected call runs (pybreaker serialises all threads that way), and must not
 //! let a stampede through when it half-opens (circuitbreaker and aiobreaker have no gate). So:
 //!
-//! - Decisions are values. [`CircuitBreaker::acquire`] returns a [`Admission`]: admit with a
+//! - Decisions are values. [`Breaker::acquire`] returns a [`Admission`]: admit with a
 //!   [`Permit`], or reject with the time left until a trial call may go. The caller runs the call
-//!   with no lock held and hands the permit back to [`CircuitBreaker::record`] with an
-//!   [`Outcome`], or to [`CircuitBreaker::release`] when the call never finished (a control-flow
+//!   with no lock held and hands the permit back to [`Breaker::record`] with an
+//!   [`Outcome`], or to [`Breaker::release`] when the call never finished (a control-flow
 //!   exception). Permits are moved in, so each is returned at most once. Every operation returns
 //!   the state [`Transition`] it made, if any, so the caller can notify listeners after the lock
 //!   is gone.
 //! - Shared state is one short mutex (windows, counters and the phase change together) plus one
-//!   atomic word publishing `(phase, generation)`: while CLOSED, [`CircuitBreaker::try_acquire_closed`]
+//!   atomic word publishing `(phase, generation)`: while CLOSED, [`Breaker::try_acquire_closed`]
 //!   admits with a single atomic load and no clock read.
 //! - Every transition starts a new *generation*. A permit remembers its generation; an outcome
 //!   from an earlier generation (a call admitted before the breaker opened, or a trial call
@@ -37,8 +37,8 @@
 //!   stood (minus those that age out of the window).
 //!
 //! ```
-//! use riprap_core::{BreakerConfig, CircuitBreaker, Admission, Outcome, State};
-//! let b = CircuitBreaker::new(BreakerConfig { failure_threshold: 2, ..BreakerConfig::default() })
+//! use riprap_core::{BreakerConfig, Breaker, Admission, Outcome, State};
+//! let b = Breaker::new(BreakerConfig { failure_threshold: 2, ..BreakerConfig::default() })
 //!     .unwrap();
 //! for t in [10, 20] {
 //!     let Admission::Admit { permit, .. } = b.acquire(t) else { unreachable!() };
@@ -96,8 +96,8 @@ impl State {
     }
 }
 
-/// Permission for one call. Hand it back exactly once: to [`CircuitBreaker::record`] with the
-/// outcome, or to [`CircuitBreaker::release`] when the call did not finish. A permit handed to
+/// Permission for one call. Hand it back exactly once: to [`Breaker::record`] with the
+/// outcome, or to [`Breaker::release`] when the call did not finish. A permit handed to
 /// another breaker is ignored there.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Permit {
@@ -140,7 +140,7 @@ pub struct Transition {
     pub to: State,
 }
 
-/// What [`CircuitBreaker::acquire`] decided.
+/// What [`Breaker::acquire`] decided.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admission {
     /// Run the call; hand the permit back when it ends.
@@ -248,7 +248,7 @@ struct Inner {
 
 /// A thread-safe circuit breaker (see the module docs). All methods take `&self`.
 #[derive(Debug)]
-pub struct CircuitBreaker {
+pub struct Breaker {
     /// Tells this breaker's permits from another's.
     id: u64,
     config: BreakerConfig,
@@ -297,7 +297,7 @@ impl Shared {
     }
 }
 
-impl CircuitBreaker {
+impl Breaker {
     /// A closed breaker with an empty window.
     ///
     /// # Errors
@@ -325,7 +325,7 @@ impl CircuitBreaker {
     }
 
     /// Whether outcomes need the call's duration (`slow_call_duration` is set): then pass the
-    /// current time as `start` to [`CircuitBreaker::try_acquire_closed`].
+    /// current time as `start` to [`Breaker::try_acquire_closed`].
     pub fn measures_duration(&self) -> bool {
         self.slow.is_some()
     }

@@ -33,8 +33,7 @@ pub mod window;
 pub use adaptive::{AdaptiveBackoff, SuccessHistory, adaptive_factor};
 pub use backoff::{Backoff, BackoffConfig, Strategy, pow_saturating};
 pub use breaker::{
-    Admission, BreakerConfig, BreakerStats, CircuitBreaker, Outcome, Permit, State, Totals,
-    Transition,
+    Admission, Breaker, BreakerConfig, BreakerStats, Outcome, Permit, State, Totals, Transition,
 };
 pub use budget::{BudgetStats, RetryBudget};
 pub use clock::{Clock, ManualClock, nanos_to_secs, secs_to_nanos};
@@ -59,7 +58,7 @@ mod tests {
         assert_send_sync::<super::RetrySchedule>();
         assert_send_sync::<super::RetryBudget>();
         assert_send_sync::<super::AdaptiveBackoff>();
-        assert_send_sync::<super::CircuitBreaker>();
+        assert_send_sync::<super::Breaker>();
         assert_send_sync::<super::Window>();
         assert_send_sync::<super::Permit>();
         assert_send_sync::<super::Quota>();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use proptest::prelude::*;
 use riprap_core::{
-    Admission, BreakerConfig, BreakerStats, CircuitBreaker, Outcome, Permit, State, Transition,
+    Admission, Breaker, BreakerConfig, BreakerStats, Outcome, Permit, State, Transition,
 };
 
 const S: u64 = 1_000_000_000;
@@ -60,7 +60,7 @@ prop_compose! {
     }
 }
 
-fn check(b: &CircuitBreaker, st: &BreakerStats, open_permits: usize) {
+fn check(b: &Breaker, st: &BreakerStats, open_permits: usize) {
     let c = b.config();
     assert!(st.half_open_in_flight <= c.half_open_max_calls);
     assert!(st.half_open_in_flight <= open_permits as u64);
@@ -87,7 +87,7 @@ proptest! {
 
     #[test]
     fn invariants_hold_after_every_operation(cfg in config(), ops in prop::collection::vec(op(), 1..200)) {
-        let b = CircuitBreaker::new(cfg).unwrap();
+        let b = Breaker::new(cfg).unwrap();
         let mut now = 1_000 * S;
         let mut permits: Vec<Permit> = Vec::new();
         let mut last = State::Closed;
@@ -146,7 +146,7 @@ proptest! {
         window in 1.0..100.0f64,
         steps in prop::collection::vec((0..10 * S, any::<bool>()), 1..300),
     ) {
-        let b = CircuitBreaker::new(BreakerConfig {
+        let b = Breaker::new(BreakerConfig {
             failure_threshold: u64::MAX,
             minimum_calls: u64::MAX,
             monitoring_window: window,
@@ -177,7 +177,7 @@ proptest! {
 fn threads_racing_at_the_half_open_instant_respect_the_gate() {
     for _ in 0..50 {
         let b = Arc::new(
-            CircuitBreaker::new(BreakerConfig {
+            Breaker::new(BreakerConfig {
                 half_open_max_calls: 3,
                 success_threshold: 1_000,
                 ..BreakerConfig::default()
@@ -231,7 +231,7 @@ fn threads_racing_at_the_half_open_instant_respect_the_gate() {
 #[test]
 fn closed_path_counts_exactly_under_threads() {
     let b = Arc::new(
-        CircuitBreaker::new(BreakerConfig {
+        Breaker::new(BreakerConfig {
             failure_threshold: u64::MAX,
             minimum_calls: u64::MAX,
             ..BreakerConfig::default()

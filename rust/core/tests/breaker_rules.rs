@@ -4,25 +4,25 @@
 //! force_open; validation messages.
 
 use riprap_core::{
-    Admission, BreakerConfig, CircuitBreaker, Counts, Outcome, Permit, State, Totals, Transition,
+    Admission, Breaker, BreakerConfig, Counts, Outcome, Permit, State, Totals, Transition,
 };
 
 const S: u64 = 1_000_000_000;
 
-fn breaker(f: impl FnOnce(&mut BreakerConfig)) -> CircuitBreaker {
+fn breaker(f: impl FnOnce(&mut BreakerConfig)) -> Breaker {
     let mut c = BreakerConfig::default();
     f(&mut c);
-    CircuitBreaker::new(c).unwrap()
+    Breaker::new(c).unwrap()
 }
 
-fn admit(b: &CircuitBreaker, now: u64) -> Permit {
+fn admit(b: &Breaker, now: u64) -> Permit {
     match b.acquire(now) {
         Admission::Admit { permit, .. } => permit,
         Admission::Reject { .. } => panic!("rejected at {now}"),
     }
 }
 
-fn call(b: &CircuitBreaker, now: u64, outcome: Outcome) -> Option<Transition> {
+fn call(b: &Breaker, now: u64, outcome: Outcome) -> Option<Transition> {
     let p = admit(b, now);
     b.record(now, p, outcome)
 }
@@ -302,6 +302,6 @@ fn validation_names_the_field() {
     for (mutate, message) in cases {
         let mut c = BreakerConfig::default();
         mutate(&mut c);
-        assert_eq!(CircuitBreaker::new(c).unwrap_err().to_string(), message);
+        assert_eq!(Breaker::new(c).unwrap_err().to_string(), message);
     }
 }

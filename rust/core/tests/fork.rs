@@ -5,7 +5,7 @@
 //! renew the objects of tests running in parallel. One test function, for the same reason.
 
 use riprap_core::{
-    AdaptiveBackoff, Admission, BackoffConfig, BreakerConfig, CircuitBreaker, Decision, Key,
+    AdaptiveBackoff, Admission, BackoffConfig, Breaker, BreakerConfig, Decision, Key,
     KeyedRateLimiter, Outcome, Quota, RateLimiter, Reservation, RetryBudget, State, note_fork,
 };
 
@@ -14,7 +14,7 @@ const S: u64 = 1_000_000_000;
 #[test]
 fn every_primitive_starts_fresh_after_note_fork() {
     // --- used in the "parent" ---
-    let breaker = CircuitBreaker::new(BreakerConfig {
+    let breaker = Breaker::new(BreakerConfig {
         failure_threshold: 2,
         ..BreakerConfig::default()
     })

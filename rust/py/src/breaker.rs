@@ -24,7 +24,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use riprap_core::{
-    Admission, BreakerConfig, CircuitBreaker, Clock, Outcome, Permit, Transition, nanos_to_secs,
+    Admission, Breaker, BreakerConfig, Clock, Outcome, Permit, Transition, nanos_to_secs,
 };
 
 use crate::call::{CallEngine, native_call};
@@ -101,7 +101,7 @@ impl PyBreakerPermit {
 
     /// Takes the permit out (`None` if it was returned already); a permit of another breaker
     /// is a `ValueError` and stays where it is.
-    fn take(&self, breaker: &CircuitBreaker) -> PyResult<Option<Permit>> {
+    fn take(&self, breaker: &Breaker) -> PyResult<Option<Permit>> {
         let mut slot = self.permit.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.as_ref().is_some_and(|p| !breaker.owns(p)) {
             return Err(PyValueError::new_err(
@@ -133,7 +133,7 @@ impl PyBreakerPermit {
 /// A circuit breaker: the core state machine plus its clock, classification and hook.
 #[pyclass(name = "BreakerEngine", module = "riprap", frozen)]
 pub struct PyBreakerEngine {
-    inner: CircuitBreaker,
+    inner: Breaker,
     clock: Clock,
     name: Py<PyString>,
     expected: Py<PyTuple>,
@@ -256,7 +256,7 @@ impl PyBreakerEngine {
         on_transition: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         Ok(Self {
-            inner: CircuitBreaker::new(config.get().inner.clone()).map_err(config_error)?,
+            inner: Breaker::new(config.get().inner.clone()).map_err(config_error)?,
             clock: self::clock(clock)?,
             name,
             expected: expected_exception,

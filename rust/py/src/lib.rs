@@ -3,6 +3,7 @@
 //! Each wrapper extracts arguments, calls the core and converts the result; semantics live in the
 //! core (and, for control flow that needs Python objects, in the Python package).
 
+mod adaptive;
 mod attr;
 mod backoff;
 mod breaker;
@@ -23,7 +24,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use super::backoff::{PyAdaptiveBackoff, PyRetrySchedule};
+    use super::adaptive::PyAdaptiveBackoff;
     #[pymodule_export]
     use super::breaker::{PyBreakerCall, PyBreakerConfig, PyBreakerEngine, PyBreakerPermit};
     #[pymodule_export]
@@ -35,7 +36,7 @@ mod _core {
     #[pymodule_export]
     use super::limiter::{PyLimitedCall, PyRateLimiter};
     #[pymodule_export]
-    use super::retry::{PyRetryCall, PyRetryEngine};
+    use super::retry::{PyRetryCall, PyRetryEngine, PyRetrySchedule};
     #[pymodule_export]
     use super::rng::{PyRng, note_fork};
 

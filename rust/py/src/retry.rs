@@ -20,13 +20,14 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
 use pyo3::{PyTraverseError, intern};
-use riprap_core::Clock;
+use riprap_core::{Clock, RetrySchedule};
 
 use crate::attr::{self, lookup};
-use crate::backoff::PyRetrySchedule;
+use crate::backoff::backoff_config;
 use crate::budget::PyRetryBudget;
 use crate::call::{CallEngine, native_call};
-use crate::convert::clock;
+use crate::convert::{attempt, clock};
+use crate::errors::config_error;
 use crate::vectorcall::{Args, Fast};
 
 const DEBUG: i32 = 10;
@@ -60,6 +61,80 @@ fn describe(exc: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
         None => "result rejected by retry_on_result".to_owned(),
         Some(e) => format!("{}: {}", e.get_type().name()?, e.str()?),
     })
+}
+
+/// A validated retry schedule: backoff, attempt limit, deadline and jitter stream.
+#[pyclass(name = "RetrySchedule", module = "riprap", frozen)]
+pub struct PyRetrySchedule {
+    inner: RetrySchedule,
+}
+
+impl PyRetrySchedule {
+    pub(crate) fn inner(&self) -> &RetrySchedule {
+        &self.inner
+    }
+}
+
+#[pymethods]
+impl PyRetrySchedule {
+    #[new]
+    #[pyo3(signature = (*, strategy, base_delay, max_delay, exponential_base, jitter, jitter_range,
+                        max_attempts, deadline, seed))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        strategy: &str,
+        base_delay: f64,
+        max_delay: f64,
+        exponential_base: f64,
+        jitter: bool,
+        jitter_range: f64,
+        max_attempts: u64,
+        deadline: Option<f64>,
+        seed: Option<u64>,
+    ) -> PyResult<Self> {
+        let cfg = backoff_config(
+            strategy,
+            base_delay,
+            max_delay,
+            exponential_base,
+            jitter,
+            jitter_range,
+        )?;
+        let inner = RetrySchedule::new(cfg, max_attempts, deadline, seed).map_err(config_error)?;
+        Ok(Self { inner })
+    }
+
+    /// The delay after failed attempt `attempt` (1-based).
+    #[pyo3(signature = (attempt, previous = None))]
+    fn compute_delay(&self, attempt: &Bound<'_, PyAny>, previous: Option<f64>) -> PyResult<f64> {
+        Ok(self
+            .inner
+            .backoff()
+            .delay(self::attempt(attempt)?, previous))
+    }
+
+    /// The delay before the next attempt, or `None` to give up now.
+    #[pyo3(signature = (failed_attempt, elapsed, previous = None, retry_after = None))]
+    fn next_delay(
+        &self,
+        failed_attempt: u64,
+        elapsed: f64,
+        previous: Option<f64>,
+        retry_after: Option<f64>,
+    ) -> Option<f64> {
+        self.inner
+            .next_delay(failed_attempt, elapsed, previous, retry_after)
+    }
+
+    #[getter]
+    fn max_attempts(&self) -> u64 {
+        self.inner.max_attempts()
+    }
+
+    #[getter]
+    fn deadline(&self) -> Option<f64> {
+        self.inner.deadline()
+    }
 }
 
 /// A compiled retry policy: classification, schedule, budget, clock, hook and log name.

@@ -1,4 +1,6 @@
-"""Reference twin of `rust/py/src/retry.rs`: `RetryEngine` and `RetryCall`.
+"""Reference twin of `rust/core/src/retry.rs` and `rust/py/src/retry.rs`.
+
+`RetrySchedule` is a compiled retry policy: backoff, attempt limit, deadline and jitter stream.
 
 The engine is a compiled retry policy: it classifies a failure, asks the schedule for the next
 delay (Retry-After, deadline), checks the budget, logs, calls `on_retry` and waits on the clock.
@@ -9,19 +11,86 @@ straight through; when retries run out the caller's own last exception is re-rai
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from .._http import parse_retry_after
-from ._backoff import RetrySchedule
+from .._validate import U64_MAX, check_float, check_int
+from ._backoff import Backoff, backoff_config
+from ._backoff import attempt as _attempt
 from ._budget import RetryBudget
 from ._clock import ManualClock, clock_of
 from ._wrapper import NativeWrapper
 
-__all__ = ["RetryCall", "RetryEngine"]
+__all__ = ["RetryCall", "RetryEngine", "RetrySchedule"]
 
 logger = logging.getLogger("riprap")
+
+
+class RetrySchedule:
+    """A validated retry schedule: backoff, attempt limit, deadline and jitter stream."""
+
+    def __init__(
+        self,
+        *,
+        strategy: str,
+        base_delay: float,
+        max_delay: float,
+        exponential_base: float,
+        jitter: bool,
+        jitter_range: float,
+        max_attempts: int,
+        deadline: float | None,
+        seed: int | None,
+    ) -> None:
+        cfg = backoff_config(
+            strategy=strategy,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            exponential_base=exponential_base,
+            jitter=jitter,
+            jitter_range=jitter_range,
+        )
+        check_int("max_attempts", max_attempts, 1)
+        if deadline is not None:
+            check_float("deadline", deadline, 0.0, False)
+        self._backoff = Backoff(cfg, seed)
+        self._max_attempts = min(max_attempts, U64_MAX)
+        self._deadline = deadline
+
+    def compute_delay(self, attempt: object, previous: float | None = None) -> float:
+        """The delay after failed attempt `attempt` (1-based)."""
+        return self._backoff.delay_scaled(_attempt(attempt), previous, 1.0)
+
+    def next_delay(
+        self,
+        failed_attempt: int,
+        elapsed: float,
+        previous: float | None = None,
+        retry_after: float | None = None,
+    ) -> float | None:
+        """The delay before the next attempt, or None to give up now."""
+        if failed_attempt >= self._max_attempts:
+            return None
+        if retry_after is not None and not math.isnan(retry_after):
+            delay = min(max(retry_after, 0.0), self._backoff.cfg.max_delay)
+        else:
+            delay = self._backoff.delay_scaled(failed_attempt, previous, 1.0)
+        if self._deadline is not None and elapsed + delay > self._deadline:
+            return None
+        return delay
+
+    @property
+    def max_attempts(self) -> int:
+        """Total attempts allowed."""
+        return self._max_attempts
+
+    @property
+    def deadline(self) -> float | None:
+        """The deadline in seconds, if any."""
+        return self._deadline
 
 
 def _describe(exc: BaseException | None) -> str:
