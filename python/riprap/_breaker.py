@@ -99,8 +99,9 @@ class CircuitBreakerConfig:
     timeout: float = 60.0
     success_threshold: int = 3
     monitoring_window: float = 300.0
+    # Compared through `_expected` (normalised to a tuple): `E` and `(E,)` are the same config.
     expected_exception: type[BaseException] | tuple[type[BaseException], ...] = (
-        Exception
+        dataclasses.field(default=Exception, compare=False)
     )
     failure_rate_threshold: float = 0.5
     minimum_calls: int = 10
@@ -112,7 +113,7 @@ class CircuitBreakerConfig:
         init=False, repr=False, compare=False, hash=False
     )
     _expected: tuple[type[BaseException], ...] = dataclasses.field(
-        init=False, repr=False, compare=False, hash=False
+        init=False, repr=False, compare=True, hash=True
     )
 
     def __post_init__(self) -> None:

@@ -351,6 +351,17 @@ def retry(
     return RetryDecorator(policy, clock=clock, on_retry=on_retry)
 
 
+class _Run:
+    """The state one code-block retry loop shares with its attempts."""
+
+    __slots__ = ("engine", "previous", "start")
+
+    def __init__(self, engine: core.RetryEngine) -> None:
+        self.engine = engine
+        self.start = engine.start()
+        self.previous: float | None = None
+
+
 class Attempt:
     """One attempt of a code-block retry; use it as `with attempt:`.
 
@@ -358,11 +369,12 @@ class Attempt:
         number: 1 for the first attempt.
     """
 
-    __slots__ = ("_exc", "number")
+    __slots__ = ("_delay", "_run", "number")
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, run: _Run) -> None:
         self.number = number
-        self._exc: BaseException | None = None
+        self._run = run
+        self._delay: float | None = None
 
     def __enter__(self) -> Attempt:
         return self
@@ -373,11 +385,14 @@ class Attempt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        # Swallow only what the loop may retry; it re-raises the last one when it gives up.
-        if isinstance(exc, Exception):
-            self._exc = exc
-            return True
-        return False
+        # Decided here, while `exc` is being handled: an error the decision raises (a hook, a
+        # failing property of the exception) carries `exc` as its context. Swallow only what
+        # will be retried; when retrying stops, the exception propagates as it is.
+        if not isinstance(exc, Exception):
+            return False
+        run = self._run
+        self._delay = run.engine.decide(self.number, exc, run.start, run.previous)
+        return self._delay is not None
 
     def __repr__(self) -> str:
         return f"Attempt(number={self.number})"
@@ -393,38 +408,30 @@ class RetryAttempts:
         self._asleep = asleep_fn(check_clock(clock))
 
     def __iter__(self) -> Iterator[Attempt]:
-        engine = self._engine
-        start = engine.start()
-        number, previous = 1, None
+        run = _Run(self._engine)
+        number = 1
         while True:
-            attempt = Attempt(number)
+            attempt = Attempt(number, run)
             yield attempt
-            exc = attempt._exc
-            if exc is None:
-                return
-            delay = engine.decide(number, exc, start, previous)
+            delay = attempt._delay
             if delay is None:
-                raise exc
+                return
             if delay > 0.0:
-                engine.sleep(delay)
-            number, previous = number + 1, delay
+                run.engine.sleep(delay)
+            number, run.previous = number + 1, delay
 
     async def __aiter__(self) -> AsyncIterator[Attempt]:
-        engine = self._engine
-        start = engine.start()
-        number, previous = 1, None
+        run = _Run(self._engine)
+        number = 1
         while True:
-            attempt = Attempt(number)
+            attempt = Attempt(number, run)
             yield attempt
-            exc = attempt._exc
-            if exc is None:
-                return
-            delay = engine.decide(number, exc, start, previous)
+            delay = attempt._delay
             if delay is None:
-                raise exc
+                return
             if delay > 0.0:
                 await self._asleep(delay)
-            number, previous = number + 1, delay
+            number, run.previous = number + 1, delay
 
 
 NETWORK_RETRY_POLICY = RetryPolicy(

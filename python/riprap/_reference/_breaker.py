@@ -23,7 +23,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .._errors import CircuitOpenError
+from .._errors import (
+    BulkheadRejectedError,
+    CircuitOpenError,
+    RateLimitExceeded,
+)
 from .._fork import track
 from .._validate import (
     U64_MAX,
@@ -51,6 +55,8 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 SUCCESS, FAILURE, IGNORED = "success", "failure", "ignored"
 
 Transition = tuple[str, str]
+#: riprap's own rejections, never counted as failures.
+REJECTIONS = (RateLimitExceeded, BulkheadRejectedError, CircuitOpenError)
 _IDS = itertools.count()
 
 
@@ -422,9 +428,15 @@ class BreakerEngine:
             self._on_transition(*transition)
 
     def _outcome(self, exc: BaseException) -> str | None:
-        """FAILURE or IGNORED; None for a control-flow exception."""
+        """FAILURE or IGNORED; None for a control-flow exception.
+
+        riprap's own rejections (an inner limiter's, bulkhead's or breaker's) are ignored.
+        Call it while `exc` is being handled, so an error it raises carries `exc` as context.
+        """
         if not isinstance(exc, Exception):
             return None
+        if isinstance(exc, REJECTIONS):
+            return IGNORED
         counted = isinstance(exc, self._expected) and not (
             self._excluded and isinstance(exc, self._excluded)
         )

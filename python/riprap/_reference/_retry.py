@@ -16,6 +16,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._errors import (
+    BulkheadRejectedError,
+    CircuitOpenError,
+    RateLimitExceeded,
+    ResilienceError,
+)
 from .._http import parse_retry_after
 from .._validate import U64_MAX, check_float, check_int
 from ._backoff import Backoff, backoff_config
@@ -25,6 +31,12 @@ from ._clock import ManualClock, clock_of
 from ._wrapper import NativeWrapper
 
 __all__ = ["RetryCall", "RetryEngine", "RetrySchedule"]
+
+GIVE_UP_ATTEMPTS = "attempts exhausted"
+GIVE_UP_DEADLINE = "the next wait would cross the deadline"
+GIVE_UP_BUDGET = "the retry budget is spent"
+#: riprap's own rejections: not retried unless the policy names their class.
+REJECTIONS = (RateLimitExceeded, BulkheadRejectedError, CircuitOpenError)
 
 logger = logging.getLogger("riprap")
 
@@ -81,6 +93,31 @@ class RetrySchedule:
         if self._deadline is not None and elapsed + delay > self._deadline:
             return None
         return delay
+
+    def decide(
+        self,
+        attempt: int,
+        elapsed: float,
+        previous: float | None,
+        retry_after: float | None,
+        *,
+        time_left: float | None,
+        withdraw: Callable[[], bool],
+    ) -> tuple[float | None, str]:
+        """The whole decision after a failed attempt: `(delay, "")` or `(None, reason)`.
+
+        The attempt limit first, then the delay, then the policy's deadline and `time_left`
+        (seconds before an enclosing deadline), and last `withdraw`, the retry budget: it is
+        only asked for a retry that would otherwise be made.
+        """
+        if attempt >= self._max_attempts:
+            return None, GIVE_UP_ATTEMPTS
+        delay = self.next_delay(attempt, elapsed, previous, retry_after)
+        if delay is None or (time_left is not None and delay > time_left):
+            return None, GIVE_UP_DEADLINE
+        if not withdraw():
+            return None, GIVE_UP_BUDGET
+        return delay, ""
 
     @property
     def max_attempts(self) -> int:
@@ -146,6 +183,11 @@ class RetryEngine:
     ) -> None:
         self._schedule = schedule
         self._retryable = retryable_exceptions
+        self._named_rejections = tuple(
+            t
+            for t in retryable_exceptions
+            if isinstance(t, type) and issubclass(t, ResilienceError)
+        )
         self._status_codes = list(status_codes)
         self._patterns = list(patterns)
         self._predicate = retry_on_result
@@ -175,9 +217,15 @@ class RetryEngine:
         return self._budget is not None or self._schedule.deadline is not None
 
     def is_retryable(self, exc: BaseException) -> bool:
-        """Whether the policy retries `exc` (by type, status code or message)."""
+        """Whether the policy retries `exc` (by type, status code or message).
+
+        riprap's own rejections are retried only when a retryable class that is riprap's own
+        (`CircuitOpenError`, `ResilienceError`, ...) matches them.
+        """
         if not isinstance(exc, Exception):
             return False
+        if isinstance(exc, REJECTIONS):
+            return isinstance(exc, self._named_rejections)
         if isinstance(exc, self._retryable):
             return True
         if self._status_codes:
@@ -202,7 +250,12 @@ class RetryEngine:
         start: float | None,
         previous: float | None,
     ) -> float | None:
-        """The delay before the next attempt after attempt `attempt` failed, or None to stop."""
+        """The delay before the next attempt after attempt `attempt` failed, or None to stop.
+
+        Call it while `exc` is being handled (in its `except` block): an error raised here then
+        carries `exc` as its `__context__` (the Rust engine makes `exc` the handled exception
+        itself).
+        """
         retry_after = None
         if exc is not None:
             if not self.is_retryable(exc):
@@ -212,18 +265,16 @@ class RetryEngine:
             if self._respect_retry_after:
                 retry_after = _retry_after(exc)
         elapsed = self._now() - start if start is not None else 0.0
+        budget = self._budget
+        delay, reason = self._schedule.decide(
+            attempt,
+            elapsed,
+            previous,
+            retry_after,
+            time_left=None,
+            withdraw=budget.try_withdraw if budget is not None else lambda: True,
+        )
         max_attempts = self._schedule.max_attempts
-        delay = self._schedule.next_delay(attempt, elapsed, previous, retry_after)
-        if attempt >= max_attempts:
-            reason = "attempts exhausted"
-        else:
-            reason = "the next wait would cross the deadline"
-        if (
-            delay is not None
-            and self._budget is not None
-            and not self._budget.try_withdraw()
-        ):
-            delay, reason = None, "the retry budget is spent"
         if delay is None:
             if logger.isEnabledFor(logging.ERROR):
                 logger.error(
@@ -245,12 +296,7 @@ class RetryEngine:
                 delay,
             )
         if self._on_retry is not None:
-            try:
-                self._on_retry(attempt, exc, delay)
-            except Exception as err:
-                if exc is not None and err.__context__ is None:
-                    err.__context__ = exc
-                raise
+            self._on_retry(attempt, exc, delay)
         return delay
 
     def sleep(self, seconds: float) -> None:
@@ -263,55 +309,30 @@ class RetryEngine:
     def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Runs `func(*args, **kwargs)` with retries (what a decorated sync function does)."""
         start = self.start()
-        try:
-            result = func(*args, **kwargs)
-        except Exception as exc:
-            return self._finish(func, args, kwargs, exc=exc, result=None, start=start)
-        if self._predicate is not None and self.retry_result(result):
-            return self._finish(
-                func, args, kwargs, exc=None, result=result, start=start
-            )
-        return result
+        attempt, previous = 1, None
+        while True:
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                # Decided inside the `except` block, so whatever the decision raises carries
+                # this attempt's exception as its context.
+                delay = self.decide(attempt, exc, start, previous)
+                if delay is None:
+                    raise
+            else:
+                if self._predicate is None or not self.retry_result(result):
+                    return result
+                delay = self.decide(attempt, None, start, previous)
+                if delay is None:
+                    return result
+            if delay > 0.0:
+                self.sleep(delay)
+            attempt, previous = attempt + 1, delay
 
     def _run(
         self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         return self.call(func, *args, **kwargs)
-
-    def _finish(
-        self,
-        func: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        exc: BaseException | None,
-        result: Any,
-        start: float | None,
-    ) -> Any:
-        attempt, previous = 1, None
-        while True:
-            delay = self.decide(attempt, exc, start, previous)
-            if delay is None:
-                if exc is not None:
-                    try:
-                        raise exc
-                    finally:
-                        exc = None  # this frame is in exc's traceback: do not keep a cycle
-                return result
-            if delay > 0.0:
-                self.sleep(delay)
-            previous = delay
-            attempt += 1
-            # Drop the failed attempt's exception before the next try: its traceback holds this
-            # frame, so keeping it in a local would make a cycle only the GC could free.
-            exc = None
-            try:
-                result = func(*args, **kwargs)
-            except Exception as e:
-                exc, result = e, None
-                continue
-            if not self.retry_result(result):
-                return result
 
 
 class RetryCall(NativeWrapper[RetryEngine]):

@@ -41,7 +41,7 @@ pub use error::{ConfigError, check_float, check_int};
 pub use fork::{ForkLocal, note_fork};
 pub use keyed::{Key, KeyedRateLimiter, KeyedStats};
 pub use limiter::{Decision, LimiterStats, Quota, RateLimiter, Reservation, Waiters};
-pub use retry::RetrySchedule;
+pub use retry::{Failed, GiveUp, RetryDecision, RetrySchedule};
 pub use rng::Rng;
 pub use window::{Counts, Window};
 

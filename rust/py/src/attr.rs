@@ -111,3 +111,25 @@ pub(crate) fn raised(py: Python<'_>) -> Bound<'_, PyAny> {
             .into_any()
     })
 }
+
+/// Runs `f` with `exc` as the exception being handled (`sys.exception()`), as the body of an
+/// `except` block would: an error that Python code raises inside `f` gets `exc` as its
+/// `__context__`, exactly as the pure-Python backend's code gets it. riprap's own work on a
+/// user's exception (classifying it, reading its Retry-After, logging it, calling a hook) runs
+/// under this, so when that work fails the user's exception is not lost.
+pub(crate) fn handling<R>(exc: &Bound<'_, PyAny>, f: impl FnOnce() -> R) -> R {
+    // SAFETY: the GIL is held; PyErr_GetHandledException returns a new reference (or NULL),
+    // PyErr_SetHandledException takes its own reference (NULL clears).
+    let previous = unsafe {
+        let previous = ffi::PyErr_GetHandledException();
+        ffi::PyErr_SetHandledException(exc.as_ptr());
+        previous
+    };
+    let result = f();
+    // SAFETY: as above; `previous` is released after it is restored.
+    unsafe {
+        ffi::PyErr_SetHandledException(previous);
+        ffi::Py_XDECREF(previous);
+    }
+    result
+}

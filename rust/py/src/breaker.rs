@@ -27,9 +27,10 @@ use riprap_core::{
     Admission, Breaker, BreakerConfig, Clock, Outcome, Permit, Transition, nanos_to_secs,
 };
 
+use crate::attr::handling;
 use crate::call::{CallEngine, native_call};
 use crate::convert::{clock, int_at_least, number};
-use crate::errors::{circuit_open, config_error, raise_circuit_open};
+use crate::errors::{circuit_open, config_error, raise_circuit_open, rejections};
 use crate::vectorcall::{Args, Fast};
 
 /// A validated breaker configuration (the numeric fields of `CircuitBreakerConfig`).
@@ -150,11 +151,17 @@ impl PyBreakerEngine {
     }
 
     /// What the breaker makes of `exc`: `None` for a control-flow exception.
+    ///
+    /// riprap's own rejections (an inner limiter's, bulkhead's or breaker's) are ignored: they
+    /// say nothing about the dependency this breaker guards.
     fn outcome(&self, exc: &Bound<'_, PyAny>) -> PyResult<Option<Outcome>> {
         if !exc.is_instance_of::<PyException>() {
             return Ok(None);
         }
         let py = exc.py();
+        if exc.is_instance(rejections(py)?)? {
+            return Ok(Some(Outcome::Ignored));
+        }
         let excluded = self.excluded.bind(py);
         let counted = exc.is_instance(self.expected.bind(py))?
             && (excluded.is_empty() || !exc.is_instance(excluded)?);
@@ -188,7 +195,9 @@ impl PyBreakerEngine {
     ) -> PyResult<()> {
         let outcome = match exc {
             None => Outcome::Success,
-            Some(e) => match self.outcome(e) {
+            // Classified with `e` as the exception being handled: an error raised by a user's
+            // `__instancecheck__` carries `e` as its context.
+            Some(e) => match handling(e, || self.outcome(e)) {
                 Ok(Some(o)) => o,
                 Ok(None) => {
                     self.inner.release(permit);

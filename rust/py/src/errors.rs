@@ -6,13 +6,42 @@
 use pyo3::PyTypeInfo;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyTuple, PyType};
 use riprap_core::{ConfigError, nanos_to_secs};
 
 use crate::vectorcall::raise_now;
 
 pyo3::import_exception!(riprap._errors, CircuitOpenError);
 pyo3::import_exception!(riprap._errors, RateLimitExceeded);
+pyo3::import_exception!(riprap._errors, BulkheadRejectedError);
+pyo3::import_exception!(riprap._errors, ResilienceError);
+
+static REJECTIONS: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+
+/// `ResilienceError`, the base of every riprap exception.
+pub(crate) fn resilience_error(py: Python<'_>) -> Bound<'_, PyType> {
+    ResilienceError::type_object(py)
+}
+
+/// riprap's own rejections: `(RateLimitExceeded, BulkheadRejectedError, CircuitOpenError)`.
+/// They mean "riprap refused" (load shedding), not "the dependency failed": a retry policy does
+/// not retry them unless it names them, and a breaker never counts them as failures.
+pub(crate) fn rejections(py: Python<'_>) -> PyResult<&Bound<'_, PyTuple>> {
+    Ok(REJECTIONS
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(PyTuple::new(
+                py,
+                [
+                    RateLimitExceeded::type_object(py),
+                    BulkheadRejectedError::type_object(py),
+                    CircuitOpenError::type_object(py),
+                ],
+            )?
+            .unbind())
+        })?
+        .bind(py))
+}
 
 /// A `ValueError` carrying the core's message (which names the field and the bad value).
 pub(crate) fn config_error(e: ConfigError) -> PyErr {

@@ -18,11 +18,15 @@ use pyo3::exceptions::PyException;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, intern};
-use riprap_core::{Clock, RetrySchedule};
+use riprap_core::{Clock, Failed, RetryDecision, RetrySchedule};
 
-use crate::attr::{self, lookup};
+mod classify;
+
+use classify::Classifier;
+
+use crate::attr::{self, handling};
 use crate::backoff::backoff_config;
 use crate::budget::PyRetryBudget;
 use crate::call::{CallEngine, native_call};
@@ -36,7 +40,6 @@ const ERROR: i32 = 40;
 
 static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static IS_ENABLED_FOR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static PARSE_RETRY_AFTER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     Ok(LOGGER
@@ -141,11 +144,8 @@ impl PyRetrySchedule {
 #[pyclass(name = "RetryEngine", module = "riprap", frozen)]
 pub struct PyRetryEngine {
     schedule: Py<PyRetrySchedule>,
-    retryable: Py<PyTuple>,
-    status_codes: Vec<i64>,
-    patterns: Vec<String>,
+    classifier: Classifier,
     predicate: Option<Py<PyAny>>,
-    respect_retry_after: bool,
     budget: Option<Py<PyRetryBudget>>,
     clock: Clock,
     on_retry: Option<Py<PyAny>>,
@@ -153,12 +153,12 @@ pub struct PyRetryEngine {
 }
 
 impl PyRetryEngine {
-    fn max_attempts(&self) -> u64 {
-        self.schedule.get().inner().max_attempts()
+    fn schedule(&self) -> &RetrySchedule {
+        self.schedule.get().inner()
     }
 
     fn timed(&self) -> bool {
-        self.schedule.get().inner().deadline().is_some()
+        self.schedule().deadline().is_some()
     }
 
     /// The first attempt is starting: take a budget deposit, and the start time if a deadline
@@ -170,78 +170,6 @@ impl PyRetryEngine {
         self.timed().then(|| self.clock.now_secs())
     }
 
-    fn classify(&self, exc: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let py = exc.py();
-        if !exc.is_instance_of::<PyException>() {
-            return Ok(false);
-        }
-        if exc.is_instance(self.retryable.bind(py))? {
-            return Ok(true);
-        }
-        if !self.status_codes.is_empty() {
-            let mut status = lookup(exc, intern!(py, "status_code"))?;
-            if status.as_ref().is_none_or(PyAnyMethods::is_none) {
-                status = lookup(exc, intern!(py, "status"))?;
-            }
-            if let Some(s) = status
-                && s.is_instance_of::<PyInt>()
-                && let Ok(code) = s.extract::<i64>()
-                && self.status_codes.contains(&code)
-            {
-                return Ok(true);
-            }
-        }
-        if !self.patterns.is_empty() {
-            let lowered = exc.str()?.call_method0(intern!(py, "lower"))?;
-            let message = lowered.cast::<PyString>()?.to_cow()?;
-            return Ok(self.patterns.iter().any(|p| message.contains(p.as_str())));
-        }
-        Ok(false)
-    }
-
-    fn retry_after(exc: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
-        let py = exc.py();
-        if let Some(ra) = lookup(exc, intern!(py, "retry_after"))?
-            && !ra.is_instance_of::<PyBool>()
-            && (ra.is_instance_of::<PyInt>() || ra.is_instance_of::<PyFloat>())
-        {
-            return Ok(Some(ra.extract::<f64>()?));
-        }
-        let headers = match lookup(exc, intern!(py, "headers"))? {
-            Some(h) if !h.is_none() => h,
-            _ => match lookup(exc, intern!(py, "response"))? {
-                Some(r) if !r.is_none() => match lookup(&r, intern!(py, "headers"))? {
-                    Some(h) => h,
-                    None => return Ok(None),
-                },
-                _ => return Ok(None),
-            },
-        };
-        let Some(get) = lookup(&headers, intern!(py, "get"))? else {
-            return Ok(None);
-        };
-        let value = match get.call1(("Retry-After",)) {
-            Ok(v) if v.is_truthy().unwrap_or(false) => v,
-            Ok(_) => match get.call1(("retry-after",)) {
-                Ok(v) => v,
-                Err(e) if e.is_instance_of::<PyException>(py) => return Ok(None),
-                Err(e) => return Err(e),
-            },
-            Err(e) if e.is_instance_of::<PyException>(py) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if !value.is_instance_of::<PyString>() {
-            return Ok(None);
-        }
-        let parse = PARSE_RETRY_AFTER.get_or_try_init(py, || -> PyResult<_> {
-            Ok(py
-                .import("riprap._http")?
-                .getattr("parse_retry_after")?
-                .unbind())
-        })?;
-        parse.bind(py).call1((value,))?.extract()
-    }
-
     fn wants_retry(&self, result: &Bound<'_, PyAny>) -> PyResult<bool> {
         match &self.predicate {
             Some(p) => p.bind(result.py()).call1((result,))?.is_truthy(),
@@ -250,8 +178,27 @@ impl PyRetryEngine {
     }
 
     /// After attempt `attempt` failed with `exc` (or returned a result to retry, `exc = None`):
-    /// the delay before the next attempt, or `None` to stop.
+    /// the delay before the next attempt, or `None` to stop. The decision itself is the core's
+    /// (`RetrySchedule::decide`); this reads the exception, logs and calls the hook. All of that
+    /// runs with `exc` as the exception being handled, so an error it raises carries the user's
+    /// exception as `__context__`, as the same code in an `except` block would.
     fn decide_inner(
+        &self,
+        py: Python<'_>,
+        attempt: u64,
+        exc: Option<&Bound<'_, PyAny>>,
+        start: Option<f64>,
+        previous: Option<f64>,
+    ) -> PyResult<Option<f64>> {
+        match exc {
+            Some(e) => handling(e, || {
+                self.decide_failure(py, attempt, Some(e), start, previous)
+            }),
+            None => self.decide_failure(py, attempt, None, start, previous),
+        }
+    }
+
+    fn decide_failure(
         &self,
         py: Python<'_>,
         attempt: u64,
@@ -261,51 +208,46 @@ impl PyRetryEngine {
     ) -> PyResult<Option<f64>> {
         let mut retry_after = None;
         if let Some(e) = exc {
-            if !self.classify(e)? {
+            if !self.classifier.retryable(e)? {
                 if log_enabled(py, DEBUG)? {
                     let msg = format!("{}: {} is not retryable", self.name, e.repr()?);
                     logger(py)?.call_method1(intern!(py, "debug"), (msg,))?;
                 }
                 return Ok(None);
             }
-            if self.respect_retry_after {
-                retry_after = Self::retry_after(e)?;
-            }
+            retry_after = self.classifier.retry_after(e)?;
         }
-        let elapsed = start.map_or(0.0, |s| self.clock.now_secs() - s);
-        let max_attempts = self.max_attempts();
-        let mut delay =
-            self.schedule
-                .get()
-                .inner()
-                .next_delay(attempt, elapsed, previous, retry_after);
-        let mut reason = if attempt >= max_attempts {
-            "attempts exhausted"
-        } else {
-            "the next wait would cross the deadline"
+        let failed = Failed {
+            attempt,
+            elapsed: start.map_or(0.0, |s| self.clock.now_secs() - s),
+            previous,
+            retry_after,
+            time_left: None,
         };
-        if delay.is_some()
-            && let Some(b) = &self.budget
-            && !b.get().try_withdraw_now()
-        {
-            delay = None;
-            reason = "the retry budget is spent";
-        }
-        let Some(delay) = delay else {
-            if log_enabled(py, ERROR)? {
-                logger(py)?.call_method1(
-                    intern!(py, "error"),
-                    (
-                        "%s: attempt %d of %d failed (%s); giving up: %s",
-                        &self.name,
-                        attempt,
-                        max_attempts,
-                        describe(exc)?,
-                        reason,
-                    ),
-                )?;
+        let budget = || {
+            self.budget
+                .as_ref()
+                .is_none_or(|b| b.get().try_withdraw_now())
+        };
+        let max_attempts = self.schedule().max_attempts();
+        let delay = match self.schedule().decide(&failed, budget) {
+            RetryDecision::Retry(delay) => delay,
+            RetryDecision::GiveUp(why) => {
+                if log_enabled(py, ERROR)? {
+                    logger(py)?.call_method1(
+                        intern!(py, "error"),
+                        (
+                            "%s: attempt %d of %d failed (%s); giving up: %s",
+                            &self.name,
+                            attempt,
+                            max_attempts,
+                            describe(exc)?,
+                            why.reason(),
+                        ),
+                    )?;
+                }
+                return Ok(None);
             }
-            return Ok(None);
         };
         if log_enabled(py, WARNING)? {
             logger(py)?.call_method1(
@@ -320,16 +262,8 @@ impl PyRetryEngine {
                 ),
             )?;
         }
-        if let Some(hook) = &self.on_retry
-            && let Err(err) = hook.bind(py).call1((attempt, exc, delay))
-        {
-            // The hook's error surfaces, chained to the failure that triggered it.
-            if let Some(e) = exc
-                && err.value(py).getattr(intern!(py, "__context__"))?.is_none()
-            {
-                err.value(py).setattr(intern!(py, "__context__"), e)?;
-            }
-            return Err(err);
+        if let Some(hook) = &self.on_retry {
+            hook.bind(py).call1((attempt, exc, delay))?;
         }
         Ok(Some(delay))
     }
@@ -385,6 +319,7 @@ impl PyRetryEngine {
                         respect_retry_after, budget, clock, on_retry, name))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         schedule: Py<PyRetrySchedule>,
         retryable_exceptions: Py<PyTuple>,
         status_codes: Vec<i64>,
@@ -398,11 +333,14 @@ impl PyRetryEngine {
     ) -> PyResult<Self> {
         Ok(Self {
             schedule,
-            retryable: retryable_exceptions,
-            status_codes,
-            patterns,
+            classifier: Classifier::new(
+                py,
+                retryable_exceptions,
+                status_codes,
+                patterns,
+                respect_retry_after,
+            )?,
             predicate: retry_on_result,
-            respect_retry_after,
             budget,
             clock: self::clock(clock)?,
             on_retry,
@@ -437,7 +375,7 @@ impl PyRetryEngine {
 
     /// Whether the policy retries `exc` (by type, status code or message).
     fn is_retryable(&self, exc: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.classify(exc)
+        self.classifier.retryable(exc)
     }
 
     /// Whether `retry_on_result` asks to retry this result.
@@ -468,7 +406,7 @@ impl PyRetryEngine {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.schedule)?;
-        visit.call(&self.retryable)?;
+        self.classifier.traverse(&visit)?;
         visit.call(&self.predicate)?;
         visit.call(&self.budget)?;
         visit.call(&self.on_retry)?;
