@@ -46,6 +46,13 @@ from ._retry_manager import (
     IntelligentRetryManager,
     RetryManager,
 )
+from ._stats import (
+    CircuitBreakerStats,
+    KeyedRateLimiterStats,
+    RateLimiterStats,
+    RetryBudgetStats,
+    RetryStatistics,
+)
 
 RetryBudget = _backend.core.RetryBudget
 
@@ -70,6 +77,7 @@ __all__ = [
     "CircuitBreakerMonitor",
     "CircuitBreakerOpenException",
     "CircuitBreakerRegistry",
+    "CircuitBreakerStats",
     "CircuitOpenError",
     "CircuitState",
     "DATABASE_RETRY_POLICY",
@@ -77,14 +85,18 @@ __all__ = [
     "FallbackExhaustedException",
     "IntelligentRetryManager",
     "KeyedRateLimiter",
+    "KeyedRateLimiterStats",
     "NETWORK_RETRY_POLICY",
     "RateLimitExceeded",
     "RateLimiter",
+    "RateLimiterStats",
     "ResilienceError",
     "RetryBudget",
+    "RetryBudgetStats",
     "RetryDecorator",
     "RetryManager",
     "RetryPolicy",
+    "RetryStatistics",
     "TimeoutExceededError",
     "__version__",
     "backend",

@@ -37,6 +37,7 @@ from . import _validate as v
 from ._backend import core
 from ._clock import check_clock
 from ._decorate import decorate
+from ._stats import CircuitBreakerStats
 
 __all__ = [
     "CircuitBreaker",
@@ -264,7 +265,7 @@ class CircuitBreaker:
         """The current state (an OPEN breaker whose timeout has passed reads HALF_OPEN)."""
         return CircuitState(self._engine.state)
 
-    def get_stats(self) -> dict[str, Any]:
+    def get_stats(self) -> CircuitBreakerStats:
         """A snapshot of the breaker. Times are seconds on the breaker's clock.
 
         Keys (the documented core set first, then extras):

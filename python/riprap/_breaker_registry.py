@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from . import _fork
 from ._breaker import CircuitBreaker, CircuitBreakerConfig, live_breakers
+from ._stats import CircuitBreakerStats
 
 __all__ = [
     "CircuitBreakerDecorator",
@@ -74,7 +75,7 @@ class CircuitBreakerRegistry:
                 )
             return breaker
 
-    def get_all_stats(self) -> dict[str, dict[str, Any]]:
+    def get_all_stats(self) -> dict[str, CircuitBreakerStats]:
         """`get_stats()` of every breaker, by name."""
         with self._lock:
             breakers = list(self.breakers.values())
@@ -188,10 +189,10 @@ class CircuitBreakerMonitor:
             "open_duration": 300,
         }
 
-    def _all_stats(self) -> dict[str, dict[str, Any]]:
+    def _all_stats(self) -> dict[str, CircuitBreakerStats]:
         if self.registry is not None:
             return self.registry.get_all_stats()
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, CircuitBreakerStats] = {}
         for breaker in live_breakers():
             key, n = breaker.name, 1
             while key in out:
@@ -200,7 +201,9 @@ class CircuitBreakerMonitor:
             out[key] = breaker.get_stats()
         return out
 
-    def _alerts(self, all_stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    def _alerts(
+        self, all_stats: dict[str, CircuitBreakerStats]
+    ) -> list[dict[str, Any]]:
         alerts: list[dict[str, Any]] = []
         limit_open = self.alert_thresholds["open_duration"]
         limit_rate = self.alert_thresholds["failure_rate"]

@@ -8,6 +8,13 @@ from typing import Any, Self, final
 
 from typing_extensions import disjoint_base
 
+from riprap._stats import (
+    CircuitBreakerStats,
+    KeyedRateLimiterStats,
+    RateLimiterStats,
+    RetryBudgetStats,
+)
+
 __all__ = [
     "AdaptiveBackoff",
     "BreakerCall",
@@ -144,7 +151,7 @@ class RetryBudget:
     def min_per_second(self) -> float: ...
     @property
     def window(self) -> float: ...
-    def get_stats(self) -> dict[str, Any]:
+    def get_stats(self) -> RetryBudgetStats:
         """Counters: the window's first attempts and retries, what is left, lifetime totals."""
 
 @final
@@ -262,7 +269,7 @@ class BreakerEngine:
     @property
     def state(self) -> str:
         """The state's value string (a due OPEN -> HALF_OPEN happens here)."""
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> CircuitBreakerStats:
         """A snapshot (a due OPEN -> HALF_OPEN happens here)."""
     def reset(self) -> None:
         """Back to CLOSED with an empty window (lifetime totals are kept)."""
@@ -317,7 +324,7 @@ class RateLimiter:
         """Forgets `ticket`'s callback."""
     def __enter__(self) -> Self: ...
     def __exit__(self, *_exc: object) -> None: ...
-    def get_stats(self) -> dict[str, Any]:
+    def get_stats(self) -> RateLimiterStats:
         """Counters: `name`, `rate`, `burst`, `admitted`, `rejected`, `waited`."""
     @property
     def name(self) -> str | None: ...
@@ -376,7 +383,7 @@ class KeyedRateLimiter:
     def _unwatch(self, ticket: int) -> None:
         """Forgets `ticket`'s callback."""
     def __len__(self) -> int: ...
-    def get_stats(self) -> dict[str, Any]:
+    def get_stats(self) -> KeyedRateLimiterStats:
         """Counters: name, rate, burst, admitted, rejected, waited, keys, evicted."""
     @property
     def name(self) -> str | None: ...

@@ -21,6 +21,7 @@ from ._backend import core
 from ._clock import asleep_fn, check_clock, now_fn
 from ._decorate import name_of
 from ._retry import NETWORK_RETRY_POLICY, RetryPolicy, make_engine
+from ._stats import RetryStatistics
 
 __all__ = ["AdaptiveBackoffStrategy", "IntelligentRetryManager", "RetryManager"]
 
@@ -44,7 +45,7 @@ class _OperationStats:
         self.max_time = max(self.max_time, seconds)
         self.min_time = min(self.min_time, seconds)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> RetryStatistics:
         n = self.attempts
         return {
             "total_calls": self.calls,
@@ -164,7 +165,9 @@ class RetryManager:
             stats.calls += 1
             stats.successes += success
 
-    def get_retry_statistics(self, operation_id: str) -> dict[str, Any]:
+    def get_retry_statistics(
+        self, operation_id: str
+    ) -> RetryStatistics | dict[str, Any]:
         """Aggregates over every call of `operation_id` (`{}` if it never ran).
 
         Keys: `total_attempts`, `total_time`, `average_attempt_time`, `max_attempt_time`,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import riprap
 from riprap import RetryPolicy
 from riprap.testing import ManualClock
@@ -40,7 +42,7 @@ async def use() -> int:
             await afetch(2)
     manager = riprap.RetryManager(policy, clock=clock)
     value = await manager.retry_with_backoff(afetch, 3, operation_id="x")
-    stats: dict[str, object] = manager.get_retry_statistics("x")
+    stats: Mapping[str, object] = manager.get_retry_statistics("x")
     return int(value) + len(stats) + await afetch(4)
 
 
@@ -48,7 +50,7 @@ breaker = riprap.CircuitBreaker(
     "db", riprap.CircuitBreakerConfig(failure_threshold=3, timeout=30.0), clock=clock
 )
 state: riprap.CircuitState = breaker.state
-breaker_stats: dict[str, object] = breaker.get_stats()
+breaker_stats: Mapping[str, object] = breaker.get_stats()
 breaker.add_listener(lambda name, old, new: None)
 
 

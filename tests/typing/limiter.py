@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import riprap
 from riprap.testing import ManualClock
 
@@ -13,7 +15,7 @@ ok: bool = limiter.try_acquire()
 limiter.acquire(2, timeout=1.0)
 ok = per_client.try_acquire("10.0.0.1") and per_client.try_acquire(42, 2)
 tracked: int = len(per_client)
-stats: dict[str, object] = limiter.get_stats()
+stats: Mapping[str, object] = limiter.get_stats()
 
 
 @limiter

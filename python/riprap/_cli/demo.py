@@ -21,6 +21,7 @@ import logging
 import random
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import riprap
@@ -292,7 +293,7 @@ def _print_report(
 
     _section("rate limiters:")
     for limiter in limiters:
-        st = limiter.get_stats()
+        st: Mapping[str, Any] = limiter.get_stats()
         keys = f", {st['keys']} keys" if "keys" in st else ""
         print(
             f"  {st['name']:<18} {st['rate']:g}/s burst {st['burst']:g}: "

@@ -340,11 +340,26 @@ class Breaker:
                 "half_open_in_flight": self._in_flight if half_open else 0,
                 "half_open_successes": self._trial_successes if half_open else 0,
                 "opened_at": self._opened_at if is_open else None,
-                "open_since": self._open_since,
                 "last_failure": self._last_failure,
                 "retry_after": max(self._reopen_at() - now, 0) if is_open else 0,
                 "totals": dict(self.totals),
-                "now": now,
+                # Derived here, as the core's Totals::calls and BreakerStats methods do.
+                "total_calls": sum(
+                    self.totals[k]
+                    for k in (
+                        "successes",
+                        "failures",
+                        "ignored",
+                        "cancelled",
+                        "rejected",
+                    )
+                ),
+                "time_since_last_failure": None
+                if self._last_failure is None
+                else max(now - self._last_failure, 0),
+                "open_duration": 0
+                if self._open_since is None
+                else max(now - self._open_since, 0),
             }
             return snapshot, transition
 
@@ -520,21 +535,15 @@ class BreakerEngine:
         self._fire(transition)
         w: Counts = s["window"]
         totals = s["totals"]
-        now, last, since = s["now"], s["last_failure"], s["open_since"]
         return {
             "name": self._name,
             "state": s["state"],
             "failure_count": w.failures,
             "success_count": w.successes,
             "failure_rate": w.failure_rate(),
-            "last_failure_time": _secs(last),
-            "time_since_last_failure": None
-            if last is None
-            else _secs(max(now - last, 0)),
-            "total_calls": sum(
-                totals[k]
-                for k in ("successes", "failures", "ignored", "cancelled", "rejected")
-            ),
+            "last_failure_time": _secs(s["last_failure"]),
+            "time_since_last_failure": _secs(s["time_since_last_failure"]),
+            "total_calls": s["total_calls"],
             "consecutive_failures": s["consecutive_failures"],
             "window_calls": w.calls(),
             "slow_call_count": w.slow,
@@ -542,7 +551,7 @@ class BreakerEngine:
             "half_open_calls": s["half_open_in_flight"],
             "half_open_successes": s["half_open_successes"],
             "opened_at": _secs(s["opened_at"]),
-            "open_duration": 0 / 1e9 if since is None else max(now - since, 0) / 1e9,
+            "open_duration": s["open_duration"] / 1e9,
             "retry_after": s["retry_after"] / 1e9,
             "total_successes": totals["successes"],
             "total_failures": totals["failures"],

@@ -212,6 +212,18 @@ pub struct BreakerStats {
     pub now: u64,
 }
 
+impl BreakerStats {
+    /// Nanoseconds since the last failure was recorded (`None` if never).
+    pub fn time_since_last_failure(&self) -> Option<u64> {
+        self.last_failure.map(|t| self.now.saturating_sub(t))
+    }
+
+    /// Nanoseconds since the breaker left CLOSED, across re-opens (0 while CLOSED).
+    pub fn open_duration(&self) -> u64 {
+        self.open_since.map_or(0, |t| self.now.saturating_sub(t))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Closed,

@@ -342,7 +342,7 @@ impl PyBreakerEngine {
         d.set_item("last_failure_time", Self::secs(s.last_failure))?;
         d.set_item(
             "time_since_last_failure",
-            Self::secs(s.last_failure.map(|t| s.now.saturating_sub(t))),
+            Self::secs(s.time_since_last_failure()),
         )?;
         d.set_item("total_calls", s.totals.calls())?;
         d.set_item("consecutive_failures", s.consecutive_failures)?;
@@ -352,10 +352,7 @@ impl PyBreakerEngine {
         d.set_item("half_open_calls", s.half_open_in_flight)?;
         d.set_item("half_open_successes", s.half_open_successes)?;
         d.set_item("opened_at", Self::secs(s.opened_at))?;
-        d.set_item(
-            "open_duration",
-            nanos_to_secs(s.open_since.map_or(0, |t| s.now.saturating_sub(t))),
-        )?;
+        d.set_item("open_duration", nanos_to_secs(s.open_duration()))?;
         d.set_item("retry_after", nanos_to_secs(s.retry_after))?;
         d.set_item("total_successes", s.totals.successes)?;
         d.set_item("total_failures", s.totals.failures)?;
