@@ -8,6 +8,7 @@ reference counting alone. Runs on both backends.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
 import logging
@@ -174,11 +175,24 @@ def _every_wrapper(
     }
 
 
+def _every_async_wrapper(
+    clock: ManualClock,
+) -> dict[str, Callable[[Callable[..., object]], object]]:
+    """One decorator per native async wrapper type (`<P>AsyncCall`), keyed by its name."""
+    return {
+        "RetryAsyncCall": riprap.retry(max_attempts=1, clock=clock),
+        "BreakerAsyncCall": riprap.CircuitBreaker("every-async", clock=clock),
+        "LimitedAsyncCall": riprap.RateLimiter(1e6, 1e6, clock=clock),
+    }
+
+
 def test_every_native_wrapper_type_is_covered() -> None:
-    # A new `<P>Call` type in the backend must be added to `_every_wrapper` (and so get the
-    # checks below).
+    # A new `<P>Call` / `<P>AsyncCall` type in the backend must be added to `_every_wrapper` /
+    # `_every_async_wrapper` (and so get the checks below).
     backend_types = {n for n in dir(riprap._backend.core) if n.endswith("Call")}
-    assert backend_types == set(_every_wrapper(ManualClock()))
+    assert backend_types == set(_every_wrapper(ManualClock())) | set(
+        _every_async_wrapper(ManualClock())
+    )
 
 
 @pytest.mark.parametrize(
@@ -230,4 +244,50 @@ ENGINE_GETTER = {
     "BreakerCall": "breaker_engine",
     "LimitedCall": "limiter",
     "KeyedLimitedCall": "keyed_limit",
+    "RetryAsyncCall": "retry_engine",
+    "BreakerAsyncCall": "breaker_engine",
+    "LimitedAsyncCall": "limiter",
 }
+
+
+@pytest.mark.parametrize(
+    "kind", ["RetryAsyncCall", "BreakerAsyncCall", "LimitedAsyncCall"]
+)
+def test_every_native_async_wrapper_behaves_like_the_coroutine_function(
+    kind: str, clock: ManualClock
+) -> None:
+    decorate = _every_async_wrapper(clock)[kind]
+
+    class Service:
+        def __init__(self, base: int) -> None:
+            self.base = base
+
+        async def add(self, x: int, *, times: int = 1) -> int:
+            """Adds x, times times."""
+            return self.base + x * times
+
+    wrapped = decorate(Service.add)
+    assert type(wrapped).__name__ == kind
+    if riprap.backend() == "rust":
+        have_vectorcall = 1 << 11  # Py_TPFLAGS_HAVE_VECTORCALL
+        assert type(wrapped).__flags__ & have_vectorcall
+    assert inspect.iscoroutinefunction(wrapped)
+    assert asyncio.iscoroutinefunction(wrapped)
+    assert wrapped.__wrapped__ is Service.add  # type: ignore[attr-defined]
+    assert wrapped.__name__ == "add"  # type: ignore[attr-defined]
+    assert wrapped.__doc__ == "Adds x, times times."
+    assert inspect.signature(wrapped) == inspect.signature(Service.add)  # type: ignore[arg-type]
+    Service.add = wrapped  # type: ignore[method-assign]
+    bound = Service(10).add
+    assert inspect.iscoroutinefunction(bound)
+    assert asyncio.run(bound(2, times=3)) == 16  # binds as a method, keywords forwarded
+
+    async def cyclic() -> None: ...
+
+    engine = getattr(wrapped, ENGINE_GETTER[kind])
+    cyc = type(wrapped)(cyclic, engine, cyclic)
+    cyclic.me = cyc  # type: ignore[attr-defined]
+    ref = weakref.ref(cyc)
+    del cyc, cyclic
+    gc.collect()
+    assert ref() is None

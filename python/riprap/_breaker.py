@@ -36,7 +36,7 @@ from typing import Any, TypeVar, cast
 from . import _validate as v
 from ._backend import core
 from ._clock import check_clock
-from ._decorate import decorate
+from ._decorate import decorate, native_coroutine_function
 from ._stats import CircuitBreakerStats
 
 __all__ = [
@@ -348,7 +348,7 @@ class CircuitBreaker:
                 func,
                 "a circuit breaker",
                 native=lambda f: tag(core.BreakerCall(f, self._engine)),
-                coroutine=lambda f: tag(_async_wrapper(f, self._engine)),
+                coroutine=lambda f: tag(_async_call(f, self._engine)),
             ),
         )
 
@@ -418,6 +418,21 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self._name!r} {self._engine.state}>"
+
+
+def _async_call(
+    func: Callable[..., Awaitable[Any]], engine: core.BreakerEngine
+) -> Callable[..., Any]:
+    """The async decorator: a native coroutine function, or the Python wrapper below.
+
+    Each call of the native one is a riprap `Coroutine` that takes its permit when first
+    resumed and records the outcome when the user's coroutine ends. An async callable that
+    `inspect` cannot see as a coroutine function gets the Python wrapper (same decisions).
+    """
+    wrapper = core.BreakerAsyncCall(func, engine)
+    if native_coroutine_function(wrapper, func):
+        return wrapper
+    return _async_wrapper(func, engine)
 
 
 def _async_wrapper(

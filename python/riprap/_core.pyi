@@ -17,16 +17,20 @@ from riprap._stats import (
 
 __all__ = [
     "AdaptiveBackoff",
+    "BreakerAsyncCall",
     "BreakerCall",
     "BreakerConfig",
     "BreakerEngine",
     "BreakerPermit",
+    "Coroutine",
     "KeyedLimit",
     "KeyedLimitedCall",
     "KeyedRateLimiter",
+    "LimitedAsyncCall",
     "LimitedCall",
     "ManualClock",
     "RateLimiter",
+    "RetryAsyncCall",
     "RetryBudget",
     "RetryCall",
     "RetryEngine",
@@ -207,6 +211,21 @@ class RetryCall:
     def retry_engine(self) -> RetryEngine: ...
 
 @final
+class RetryAsyncCall:
+    """A retried coroutine function (see `riprap.retry`)."""
+
+    def __new__(
+        cls,
+        func: Callable[..., Any],
+        engine: RetryEngine,
+        slow: Callable[..., Any] | None = None,
+    ) -> RetryAsyncCall: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+    @property
+    def retry_engine(self) -> RetryEngine: ...
+
+@final
 class BreakerConfig:
     """A validated breaker configuration (the numeric fields of `CircuitBreakerConfig`)."""
 
@@ -288,6 +307,21 @@ class BreakerCall:
     @property
     def breaker_engine(self) -> BreakerEngine: ...
 
+@final
+class BreakerAsyncCall:
+    """A coroutine function guarded by a circuit breaker."""
+
+    def __new__(
+        cls,
+        func: Callable[..., Any],
+        engine: BreakerEngine,
+        slow: Callable[..., Any] | None = None,
+    ) -> BreakerAsyncCall: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+    @property
+    def breaker_engine(self) -> BreakerEngine: ...
+
 @disjoint_base
 class RateLimiter:
     """A GCRA token bucket: `rate` tokens per second, `burst` at most, starting full."""
@@ -342,6 +376,21 @@ class LimitedCall:
     """A rate-limited sync function (see `RateLimiter.__call__`)."""
 
     def __new__(cls, func: Callable[..., Any], engine: RateLimiter) -> LimitedCall: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+    @property
+    def limiter(self) -> RateLimiter: ...
+
+@final
+class LimitedAsyncCall:
+    """A rate-limited coroutine function (see `RateLimiter.__call__`)."""
+
+    def __new__(
+        cls,
+        func: Callable[..., Any],
+        engine: RateLimiter,
+        slow: Callable[..., Any] | None = None,
+    ) -> LimitedAsyncCall: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
     @property
@@ -422,3 +471,25 @@ class KeyedLimitedCall:
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
     @property
     def keyed_limit(self) -> KeyedLimit: ...
+
+@final
+class Coroutine:
+    """An awaited call of a riprap-decorated coroutine function (made by the `*AsyncCall`s).
+
+    It drives the function's own coroutine and does the primitive's work around it: admission
+    when first resumed, bookkeeping when it ends. A `collections.abc.Coroutine`.
+    """
+
+    def __await__(self) -> Self: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any) -> Any:
+        """Resumes with `value`: what the coroutine yields next, or `StopIteration(result)`."""
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Raises an exception inside the coroutine (how a task's cancellation arrives)."""
+    def close(self) -> None:
+        """Stops the coroutine: `GeneratorExit` is thrown in, and must not be swallowed."""
+    @property
+    def __name__(self) -> str: ...
+    @property
+    def __qualname__(self) -> str: ...

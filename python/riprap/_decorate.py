@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ __all__ = [
     "decorate",
     "is_async",
     "name_of",
+    "native_coroutine_function",
     "refuse_generators",
     "rewrap_descriptor",
 ]
@@ -94,3 +96,47 @@ def decorate(
     wrapper = native(func)
     functools.update_wrapper(wrapper, func)
     return wrapper
+
+
+def _coroutine_code(func: Any) -> tuple[types.CodeType, Any] | None:
+    """The code object (with its function) that makes `func` a coroutine function, if any."""
+    f = func
+    while isinstance(f, functools.partial):
+        f = f.func
+    if inspect.ismethod(f):
+        f = f.__func__
+    code = getattr(f, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        f = getattr(type(f), "__call__", None)  # noqa: B004 - an async callable object
+        code = getattr(f, "__code__", None)
+    if isinstance(code, types.CodeType) and code.co_flags & inspect.CO_COROUTINE:
+        return code, f
+    return None
+
+
+def native_coroutine_function(wrapper: Any, func: Callable[..., Any]) -> bool:
+    """Make a native async wrapper look like the coroutine function it wraps.
+
+    `functools.update_wrapper` gives it `__wrapped__`, `__name__`, `__doc__`, ...; then
+    `inspect.iscoroutinefunction(wrapper)` must be true, as for the `async def` it replaces.
+    Python 3.12+ has `inspect.markcoroutinefunction` for that; on 3.11, `inspect` accepts a
+    function-like object (as it does Cython's compiled functions) whose `__code__` has the
+    coroutine flag, so the wrapper gets the wrapped function's `__code__`, `__defaults__` and
+    `__kwdefaults__`. Returns False (and changes nothing) when `func` has no such code object;
+    the caller then uses a Python `async def` wrapper instead.
+    """
+    found = _coroutine_code(func)
+    if found is None or not isinstance(getattr(func, "__name__", None), str):
+        # Partials and async callable objects have no `__name__` to lend the wrapper, and
+        # without one `inspect` does not see a function.
+        return False
+    functools.update_wrapper(wrapper, func)
+    markcoroutinefunction = getattr(inspect, "markcoroutinefunction", None)
+    if markcoroutinefunction is not None:  # Python 3.12+
+        markcoroutinefunction(wrapper)
+    else:
+        code, owner = found
+        wrapper.__code__ = code
+        wrapper.__defaults__ = getattr(owner, "__defaults__", None)
+        wrapper.__kwdefaults__ = getattr(owner, "__kwdefaults__", None)
+    return True

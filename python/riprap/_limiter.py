@@ -26,7 +26,7 @@ from . import _validate as v
 from . import testing
 from ._backend import core
 from ._clock import asleep_fn
-from ._decorate import decorate
+from ._decorate import decorate, native_coroutine_function
 
 __all__ = ["KeyedRateLimiter", "RateLimiter"]
 
@@ -171,9 +171,26 @@ class RateLimiter(core.RateLimiter):
                 func,
                 "riprap.RateLimiter",
                 native=lambda f: core.LimitedCall(f, self),
-                coroutine=lambda f: _limit_async(f, self),
+                coroutine=lambda f: _limit_async_call(f, self),
             ),
         )
+
+
+def _limit_async_call(
+    func: Callable[..., Awaitable[Any]], limiter: RateLimiter
+) -> Callable[..., Any]:
+    """The async decorator: a native coroutine function, or the Python wrapper below.
+
+    A call of the native one that gets its token at once returns the user's own coroutine
+    (nothing stands between the caller and it); any other call returns the Python wrapper's
+    coroutine, which reserves its slot (or raises) when first resumed. An async callable that
+    `inspect` cannot see as a coroutine function gets the Python wrapper only.
+    """
+    slow = _limit_async(func, limiter)
+    wrapper = core.LimitedAsyncCall(func, limiter, slow)
+    if native_coroutine_function(wrapper, func):
+        return wrapper
+    return slow
 
 
 def _limit_async(

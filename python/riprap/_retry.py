@@ -27,7 +27,7 @@ from typing import Any, TypeVar, cast, overload
 from . import _validate as v
 from ._backend import core
 from ._clock import asleep_fn, check_clock
-from ._decorate import decorate, name_of
+from ._decorate import decorate, name_of, native_coroutine_function
 
 __all__ = [
     "API_RETRY_POLICY",
@@ -266,11 +266,70 @@ class RetryDecorator:
                 func,
                 "riprap.retry",
                 native=lambda f: core.RetryCall(f, engine(f)),
-                coroutine=lambda f: _async_wrapper(
+                coroutine=lambda f: _async_call(
                     f, engine(f), asleep_fn(self.clock), checks
                 ),
             ),
         )
+
+
+def _async_call(
+    func: Callable[..., Awaitable[Any]],
+    engine: core.RetryEngine,
+    asleep: Callable[[float], Awaitable[object]],
+    checks_result: bool,
+) -> Callable[..., Any]:
+    """The async decorator: a native coroutine function, or the Python wrapper below.
+
+    Each call of the native one is a riprap `Coroutine` that runs the first attempt and, when
+    the engine decides to retry, hands over to `_continuation` (sleeps on the event loop, makes
+    the later attempts). An async callable that `inspect` cannot see as a coroutine function
+    gets the Python wrapper (same decisions).
+    """
+    resume = _continuation(func, engine, asleep, checks_result)
+    wrapper = core.RetryAsyncCall(func, engine, resume)
+    if native_coroutine_function(wrapper, func):
+        return wrapper
+    return _async_wrapper(func, engine, asleep, checks_result)
+
+
+def _continuation(
+    func: Callable[..., Awaitable[Any]],
+    engine: core.RetryEngine,
+    asleep: Callable[[float], Awaitable[object]],
+    checks_result: bool,
+) -> Callable[..., Awaitable[Any]]:
+    """What an async retry does after its first attempt failed and a retry was decided."""
+    decide = engine.decide
+    retry_result = engine.retry_result
+
+    async def resume(
+        start: float | None,
+        attempt: int,
+        delay: float,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        while True:
+            if delay > 0.0:
+                await asleep(delay)
+            attempt, previous = attempt + 1, delay
+            try:
+                result = await func(*args, **kwargs)
+            except Exception as exc:
+                next_delay = decide(attempt, exc, start, previous)
+                if next_delay is None:
+                    raise
+            else:
+                if not (checks_result and retry_result(result)):
+                    return result
+                next_delay = decide(attempt, None, start, previous)
+                if next_delay is None:
+                    return result
+            delay = next_delay
+
+    return resume
 
 
 def _async_wrapper(

@@ -10,12 +10,19 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._adaptive import AdaptiveBackoff
-from ._breaker import BreakerCall, BreakerConfig, BreakerEngine, BreakerPermit
+from ._awaitable import Coroutine
+from ._breaker import (
+    BreakerAsyncCall,
+    BreakerCall,
+    BreakerConfig,
+    BreakerEngine,
+    BreakerPermit,
+)
 from ._budget import RetryBudget
 from ._clock import ManualClock, monotonic
 from ._keyed import KeyedLimit, KeyedLimitedCall, KeyedRateLimiter
-from ._limiter import LimitedCall, RateLimiter
-from ._retry import RetryCall, RetryEngine, RetrySchedule
+from ._limiter import LimitedAsyncCall, LimitedCall, RateLimiter
+from ._retry import RetryAsyncCall, RetryCall, RetryEngine, RetrySchedule
 from ._rng import Rng, note_fork
 
 try:
@@ -27,16 +34,20 @@ except (
 
 __all__ = [
     "AdaptiveBackoff",
+    "BreakerAsyncCall",
     "BreakerCall",
     "BreakerConfig",
     "BreakerEngine",
     "BreakerPermit",
+    "Coroutine",
     "KeyedLimit",
     "KeyedLimitedCall",
     "KeyedRateLimiter",
+    "LimitedAsyncCall",
     "LimitedCall",
     "ManualClock",
     "RateLimiter",
+    "RetryAsyncCall",
     "RetryBudget",
     "RetryCall",
     "RetryEngine",

@@ -37,9 +37,10 @@ from .._validate import (
     py_float,
     secs_to_nanos,
 )
+from ._awaitable import Coroutine
 from ._clock import clock_of
 from ._window import Counts, Window
-from ._wrapper import NativeWrapper
+from ._wrapper import AsyncNativeWrapper, NativeWrapper
 
 __all__ = [
     "BreakerCall",
@@ -522,6 +523,15 @@ class BreakerEngine:
     ) -> Any:
         return self.call(func, *args, **kwargs)
 
+    def _arun(
+        self,
+        func: Callable[..., Any],
+        slow: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        return Coroutine(func, func(*args, **kwargs), BreakerGuard(self))
+
     @property
     def state(self) -> str:
         """The state's value string (a due OPEN -> HALF_OPEN happens here)."""
@@ -574,6 +584,44 @@ class BreakerEngine:
         return f"<riprap.BreakerEngine {self._name!r} {self.state}>"
 
 
+class BreakerGuard:
+    """A breaker's part in one awaited call (twin of the binding's `BreakerGuard`)."""
+
+    __slots__ = ("_engine", "_permit")
+
+    def __init__(self, engine: BreakerEngine) -> None:
+        self._engine = engine
+        self._permit: Permit | None = None
+
+    def start(self) -> None:
+        """Take the permit (or raise a fresh CircuitOpenError)."""
+        self._permit = self._engine._admit()
+
+    def _take(self) -> Permit | None:
+        permit, self._permit = self._permit, None
+        return permit
+
+    def returned(self, value: Any) -> Any:
+        """A success: hand the permit back with it."""
+        permit = self._take()
+        if permit is not None:
+            self._engine._settle(permit, None)
+        return value
+
+    def raised(self, exc: BaseException) -> Any:
+        """A failure (classified; control-flow exceptions only release): re-raise it."""
+        permit = self._take()
+        if permit is not None:
+            self._engine._settle(permit, exc)
+        raise  # noqa: PLE0704 - called while `exc` is being handled: re-raise it unchanged
+
+    def abandon(self) -> None:
+        """Dropped half-way: the permit comes back, uncounted."""
+        permit = self._take()
+        if permit is not None:
+            self._engine._core.release(permit)
+
+
 class BreakerCall(NativeWrapper[BreakerEngine]):
     """A sync function guarded by a circuit breaker."""
 
@@ -583,4 +631,16 @@ class BreakerCall(NativeWrapper[BreakerEngine]):
     @property
     def breaker_engine(self) -> BreakerEngine:
         """The breaker engine this function runs under."""
+        return self._engine
+
+
+class BreakerAsyncCall(AsyncNativeWrapper[BreakerEngine]):
+    """A coroutine function guarded by a circuit breaker."""
+
+    __slots__ = ()
+    _kind = "BreakerAsyncCall"
+
+    @property
+    def breaker_engine(self) -> BreakerEngine:
+        """The engine this function runs under."""
         return self._engine

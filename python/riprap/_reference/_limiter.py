@@ -31,9 +31,10 @@ from .._validate import (
 from .._validate import name as _name
 from .._validate import on_limit as _on_limit
 from ._clock import ManualClock, Monotonic, clock_of
-from ._wrapper import NativeWrapper
+from ._wrapper import AsyncNativeWrapper, NativeWrapper
 
 __all__ = [
+    "LimitedAsyncCall",
     "LimitedCall",
     "Quota",
     "RateLimiter",
@@ -394,6 +395,27 @@ class RateLimiter:
         self._enter()
         return func(*args, **kwargs)
 
+    def _admit_now(self) -> bool:
+        """One token if it is there now, counted only when taken (the async fast path)."""
+        now = self._now()
+        with self._lock:
+            step = self._quota.schedule(self._tat, now, self._quota.interval)
+            if step is None or step[1] != 0:
+                return False
+            self._tat = step[0]
+            self._counters.admitted += 1
+            return True
+
+    def _arun(
+        self,
+        func: Callable[..., Any],
+        slow: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        target = slow if slow is not None and not self._admit_now() else func
+        return target(*args, **kwargs)
+
     def try_acquire(self, n: int = 1) -> bool:
         """Takes `n` tokens if they are available now; never waits."""
         c = cost(self._quota, n)
@@ -519,6 +541,18 @@ class LimitedCall(NativeWrapper[RateLimiter]):
         # `_run` inlined: a rejection's traceback stays as short as the native wrapper's.
         self._engine._enter()
         return self._func(*args, **kwargs)
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The engine this function runs under."""
+        return self._engine
+
+
+class LimitedAsyncCall(AsyncNativeWrapper[RateLimiter]):
+    """A rate-limited coroutine function (see `RateLimiter.__call__`)."""
+
+    __slots__ = ()
+    _kind = "LimitedAsyncCall"
 
     @property
     def limiter(self) -> RateLimiter:

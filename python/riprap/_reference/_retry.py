@@ -24,13 +24,14 @@ from .._errors import (
 )
 from .._http import parse_retry_after
 from .._validate import U64_MAX, check_float, check_int
+from ._awaitable import Coroutine, Handover
 from ._backoff import Backoff, backoff_config
 from ._backoff import attempt as _attempt
 from ._budget import RetryBudget
 from ._clock import ManualClock, clock_of
-from ._wrapper import NativeWrapper
+from ._wrapper import AsyncNativeWrapper, NativeWrapper
 
-__all__ = ["RetryCall", "RetryEngine", "RetrySchedule"]
+__all__ = ["RetryAsyncCall", "RetryCall", "RetryEngine", "RetryGuard", "RetrySchedule"]
 
 GIVE_UP_ATTEMPTS = "attempts exhausted"
 GIVE_UP_DEADLINE = "the next wait would cross the deadline"
@@ -334,6 +335,18 @@ class RetryEngine:
     ) -> Any:
         return self.call(func, *args, **kwargs)
 
+    def _arun(
+        self,
+        func: Callable[..., Any],
+        slow: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        if slow is None:
+            raise TypeError("RetryAsyncCall needs its continuation")
+        inner = func(*args, **kwargs)
+        return Coroutine(func, inner, RetryGuard(self, slow, args, kwargs or None))
+
 
 class RetryCall(NativeWrapper[RetryEngine]):
     """A retried sync function (see `riprap.retry`)."""
@@ -344,4 +357,66 @@ class RetryCall(NativeWrapper[RetryEngine]):
     @property
     def retry_engine(self) -> RetryEngine:
         """The retry engine (policy, clock and hooks) this function runs under."""
+        return self._engine
+
+
+class RetryGuard:
+    """Retry's part in one awaited call (twin of the binding's `RetryGuard`).
+
+    The first attempt (a budget deposit and the start time first); when the engine decides to
+    retry, a hand-over to `resume(start, attempt, delay, args, kwargs)`.
+    """
+
+    __slots__ = ("_args", "_engine", "_kwargs", "_resume", "_start")
+
+    def __init__(
+        self,
+        engine: RetryEngine,
+        resume: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+    ) -> None:
+        self._engine = engine
+        self._resume = resume
+        self._args = args
+        self._kwargs = kwargs
+        self._start: float | None = None
+
+    def start(self) -> None:
+        """The first attempt starts."""
+        self._start = self._engine.start()
+
+    def _handover(self, delay: float) -> Handover:
+        return Handover(self._resume(self._start, 1, delay, self._args, self._kwargs))
+
+    def returned(self, value: Any) -> Any:
+        """Attempt 1 returned: done, unless `retry_on_result` asks for another attempt."""
+        engine = self._engine
+        if engine._predicate is None or not engine.retry_result(value):
+            return value
+        delay = engine.decide(1, None, self._start, None)
+        return value if delay is None else self._handover(delay)
+
+    def raised(self, exc: BaseException) -> Any:
+        """Attempt 1 raised (called while `exc` is handled): re-raise, or hand over."""
+        if not isinstance(exc, Exception):
+            raise  # noqa: PLE0704 - a control-flow exception, straight back untouched
+        delay = self._engine.decide(1, exc, self._start, None)
+        if delay is None:
+            raise  # noqa: PLE0704
+        return self._handover(delay)
+
+    def abandon(self) -> None:
+        """Nothing to give back."""
+
+
+class RetryAsyncCall(AsyncNativeWrapper[RetryEngine]):
+    """A retried coroutine function (see `riprap.retry`)."""
+
+    __slots__ = ()
+    _kind = "RetryAsyncCall"
+
+    @property
+    def retry_engine(self) -> RetryEngine:
+        """The engine this function runs under."""
         return self._engine

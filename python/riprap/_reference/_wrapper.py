@@ -14,7 +14,7 @@ import types
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
-__all__ = ["CallEngine", "NativeWrapper"]
+__all__ = ["AsyncCallEngine", "AsyncNativeWrapper", "CallEngine", "NativeWrapper"]
 
 
 class CallEngine(Protocol):
@@ -26,21 +26,29 @@ class CallEngine(Protocol):
         """Run one call of `func` under this engine."""
 
 
+class AsyncCallEngine(Protocol):
+    """What an async wrapper's engine provides (the binding's `AsyncCallEngine` trait)."""
+
+    def _arun(
+        self,
+        func: Callable[..., Any],
+        slow: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """One call: what the caller awaits (a `Coroutine`, or a coroutine of its own)."""
+
+
 E = TypeVar("E", bound=CallEngine)
+A = TypeVar("A", bound=AsyncCallEngine)
 
 
-class NativeWrapper(Generic[E]):
-    """Base of the reference's decorated-function objects (`RetryCall`, `BreakerCall`, ...)."""
+class _Wrapper:
+    """What every decorated-function object shares: slots, method binding, repr."""
 
     __slots__ = ("__dict__", "__weakref__", "_engine", "_func")
     _kind: ClassVar[str]
-
-    def __init__(self, func: Callable[..., Any], engine: E) -> None:
-        self._func = func
-        self._engine = engine
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._engine._run(self._func, args, kwargs)
+    _func: Callable[..., Any]
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
@@ -49,3 +57,37 @@ class NativeWrapper(Generic[E]):
 
     def __repr__(self) -> str:
         return f"<riprap.{self._kind} wrapping {self._func!r}>"
+
+
+class NativeWrapper(_Wrapper, Generic[E]):
+    """Base of the reference's sync wrappers (`RetryCall`, `BreakerCall`, ...)."""
+
+    __slots__ = ()
+    _engine: E
+
+    def __init__(self, func: Callable[..., Any], engine: E) -> None:
+        self._func = func
+        self._engine = engine
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._engine._run(self._func, args, kwargs)
+
+
+class AsyncNativeWrapper(_Wrapper, Generic[A]):
+    """Base of the reference's async wrappers (`RetryAsyncCall`, `BreakerAsyncCall`, ...)."""
+
+    __slots__ = ("_slow",)
+    _engine: A
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        engine: A,
+        slow: Callable[..., Any] | None = None,
+    ) -> None:
+        self._func = func
+        self._engine = engine
+        self._slow = slow
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._engine._arun(self._func, self._slow, args, kwargs)

@@ -243,6 +243,20 @@ impl RateLimiter {
             .decide(self.take(b, cost, self.since_origin(now)))
     }
 
+    /// Takes `cost` ns of tokens if they are there now (lock-free), counting the admission;
+    /// `false` changes nothing and counts nothing. For a caller that, when refused, goes on to
+    /// [`RateLimiter::reserve_cost`] (which then counts what happens): the async decorator
+    /// admits at call time this way and defers everything else to its waiting path.
+    #[inline]
+    pub fn admit_now_cost(&self, cost: u64, now: u64) -> bool {
+        let b = self.bucket();
+        let admitted = self.take(b, cost, self.since_origin(now)).is_ok();
+        if admitted {
+            b.counters.admit();
+        }
+        admitted
+    }
+
     /// Reserves `n` tokens: admitted now, or queued for a slot at most `max_wait` ns away
     /// (`None`: any wait), or refused without reserving anything.
     ///
@@ -363,6 +377,19 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn admit_now_counts_only_admissions() {
+        let q = Quota::new(1.0, Some(1.0)).unwrap();
+        let l = RateLimiter::new(q, 0);
+        assert!(l.admit_now_cost(q.interval_ns(), 0));
+        assert!(!l.admit_now_cost(q.interval_ns(), 0));
+        let s = l.stats();
+        assert_eq!((s.admitted, s.rejected, s.waited), (1, 0, 0));
+        // A refusal reserved nothing: the next token is due exactly one interval later.
+        assert!(!l.admit_now_cost(q.interval_ns(), q.interval_ns() - 1));
+        assert!(l.admit_now_cost(q.interval_ns(), q.interval_ns()));
+    }
+
     use super::*;
 
     const S: u64 = 1_000_000_000;

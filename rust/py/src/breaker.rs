@@ -27,11 +27,13 @@ use riprap_core::{
     Admission, Breaker, BreakerConfig, Clock, Outcome, Permit, Transition, nanos_to_secs,
 };
 
+mod call;
+
+pub(crate) use call::{BreakerGuard, PyBreakerAsyncCall, PyBreakerCall};
+
 use crate::attr::handling;
-use crate::call::{CallEngine, native_call};
 use crate::convert::{clock, int_at_least, number};
-use crate::errors::{circuit_open, config_error, raise_circuit_open, rejections};
-use crate::vectorcall::{Args, Fast};
+use crate::errors::{circuit_open, config_error, rejections};
 
 /// A validated breaker configuration (the numeric fields of `CircuitBreakerConfig`).
 #[pyclass(name = "BreakerConfig", module = "riprap", frozen)]
@@ -134,16 +136,16 @@ impl PyBreakerPermit {
 /// A circuit breaker: the core state machine plus its clock, classification and hook.
 #[pyclass(name = "BreakerEngine", module = "riprap", frozen)]
 pub struct PyBreakerEngine {
-    inner: Breaker,
-    clock: Clock,
-    name: Py<PyString>,
+    pub(crate) inner: Breaker,
+    pub(crate) clock: Clock,
+    pub(crate) name: Py<PyString>,
     expected: Py<PyTuple>,
     excluded: Py<PyTuple>,
     on_transition: Option<Py<PyAny>>,
 }
 
 impl PyBreakerEngine {
-    fn fire(&self, py: Python<'_>, t: Option<Transition>) -> PyResult<()> {
+    pub(crate) fn fire(&self, py: Python<'_>, t: Option<Transition>) -> PyResult<()> {
         if let (Some(t), Some(hook)) = (t, &self.on_transition) {
             hook.bind(py).call1((t.from.as_str(), t.to.as_str()))?;
         }
@@ -173,7 +175,7 @@ impl PyBreakerEngine {
     }
 
     /// Admit a call or raise a fresh `CircuitOpenError`.
-    fn admit(&self, py: Python<'_>) -> PyResult<Permit> {
+    pub(crate) fn admit(&self, py: Python<'_>) -> PyResult<Permit> {
         match self.inner.acquire(self.clock.now()) {
             Admission::Admit { permit, transition } => match self.fire(py, transition) {
                 Ok(()) => Ok(permit),
@@ -187,7 +189,7 @@ impl PyBreakerEngine {
     }
 
     /// Hands back `permit` for a call that ended with `exc` (`None`: success).
-    fn settle(
+    pub(crate) fn settle(
         &self,
         py: Python<'_>,
         permit: Permit,
@@ -216,7 +218,7 @@ impl PyBreakerEngine {
     }
 
     /// The rest of a guarded call once its function returned or raised.
-    fn finish<'py>(
+    pub(crate) fn finish<'py>(
         &self,
         py: Python<'py>,
         permit: Permit,
@@ -235,7 +237,7 @@ impl PyBreakerEngine {
         }
     }
 
-    fn run<'py>(
+    pub(crate) fn run<'py>(
         &self,
         func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
@@ -390,87 +392,5 @@ impl PyBreakerEngine {
         visit.call(&self.excluded)?;
         visit.call(&self.on_transition)?;
         Ok(())
-    }
-}
-
-native_call!(
-    /// A sync function guarded by a circuit breaker (see `CircuitBreaker.__call__`).
-    PyBreakerCall as "BreakerCall", PyBreakerEngine, breaker_engine
-);
-
-/// Where the fast path stopped.
-pub(crate) enum Pending<'py> {
-    /// Admitted while not CLOSED (a trial call, or the call that made a transition): report the
-    /// transition, then run the call on the slow path.
-    Admitted(Permit, Option<Transition>),
-    /// The function raised; the exception is still set in the interpreter.
-    Raised(Permit),
-    /// The function returned and its success caused a transition to report.
-    Transition(Bound<'py, PyAny>, Transition),
-}
-
-impl CallEngine for PyBreakerEngine {
-    type Pending<'py> = Pending<'py>;
-
-    fn fast<'py>(&self, func: &Bound<'py, PyAny>, args: &Args<'py>) -> Fast<'py, Pending<'py>> {
-        let py = func.py();
-        let breaker = &self.inner;
-        let start = if breaker.measures_duration() {
-            self.clock.now()
-        } else {
-            0
-        };
-        let Some(permit) = breaker.try_acquire_closed(start) else {
-            // Not CLOSED: reject right here, or admit a call that needs the slow path.
-            return match breaker.acquire(self.clock.now()) {
-                Admission::Reject { retry_after } => {
-                    raise_circuit_open(py, self.name.bind(py), retry_after);
-                    Fast::Raised
-                }
-                Admission::Admit { permit, transition } => {
-                    Fast::Slow(Pending::Admitted(permit, transition))
-                }
-            };
-        };
-        match args.call(func) {
-            Some(result) => match breaker.record(self.clock.now(), permit, Outcome::Success) {
-                None => Fast::Done(result),
-                Some(t) => Fast::Slow(Pending::Transition(result, t)),
-            },
-            None => Fast::Slow(Pending::Raised(permit)),
-        }
-    }
-
-    fn slow<'py>(
-        &self,
-        func: &Bound<'py, PyAny>,
-        args: &Args<'py>,
-        pending: Pending<'py>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = func.py();
-        match pending {
-            Pending::Transition(result, t) => {
-                self.fire(py, Some(t))?;
-                Ok(result)
-            }
-            Pending::Raised(permit) => self.finish(py, permit, Err(PyErr::fetch(py))),
-            Pending::Admitted(permit, transition) => {
-                if let Err(e) = self.fire(py, transition) {
-                    self.inner.release(permit);
-                    return Err(e);
-                }
-                let result = args.call(func).ok_or_else(|| PyErr::fetch(py));
-                self.finish(py, permit, result)
-            }
-        }
-    }
-
-    fn call<'py>(
-        &self,
-        func: &Bound<'py, PyAny>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        self.run(func, args, kwargs)
     }
 }

@@ -5,6 +5,7 @@
 
 mod adaptive;
 mod attr;
+mod awaitable;
 mod backoff;
 mod breaker;
 mod budget;
@@ -26,7 +27,11 @@ mod _core {
     #[pymodule_export]
     use super::adaptive::PyAdaptiveBackoff;
     #[pymodule_export]
-    use super::breaker::{PyBreakerCall, PyBreakerConfig, PyBreakerEngine, PyBreakerPermit};
+    use super::awaitable::PyCoroutine;
+    #[pymodule_export]
+    use super::breaker::{
+        PyBreakerAsyncCall, PyBreakerCall, PyBreakerConfig, PyBreakerEngine, PyBreakerPermit,
+    };
     #[pymodule_export]
     use super::budget::PyRetryBudget;
     #[pymodule_export]
@@ -34,9 +39,9 @@ mod _core {
     #[pymodule_export]
     use super::keyed::{PyKeyedLimit, PyKeyedLimitedCall, PyKeyedRateLimiter};
     #[pymodule_export]
-    use super::limiter::{PyLimitedCall, PyRateLimiter};
+    use super::limiter::{PyLimitedAsyncCall, PyLimitedCall, PyRateLimiter};
     #[pymodule_export]
-    use super::retry::{PyRetryCall, PyRetryEngine, PyRetrySchedule};
+    use super::retry::{PyRetryAsyncCall, PyRetryCall, PyRetryEngine, PyRetrySchedule};
     #[pymodule_export]
     use super::rng::{PyRng, note_fork};
 
@@ -44,6 +49,7 @@ mod _core {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        super::awaitable::install(m.py());
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 use riprap_core::{Clock, Decision, RateLimiter, Reservation, nanos_to_secs};
 
-use crate::call::{CallEngine, native_call};
+use crate::call::{AsyncCallEngine, CallEngine, native_async_call, native_call};
 use crate::convert::{clock as extract_clock, cost, max_wait, name, no_storage, quota, raises};
 use crate::errors::rate_limited;
 use crate::vectorcall::{Args, Fast};
@@ -59,6 +59,13 @@ pub struct PyRateLimiter {
 }
 
 impl PyRateLimiter {
+    /// One token if it is there now (counted only when taken): the async decorator's fast path.
+    #[inline]
+    fn admit_now(&self) -> bool {
+        self.inner
+            .admit_now_cost(self.inner.quota().interval_ns(), self.clock.now())
+    }
+
     /// One token, as `@limiter` and `with limiter:` take it: admitted, queued, or refused.
     #[inline]
     fn reserve_one(&self) -> Reservation {
@@ -325,5 +332,43 @@ impl CallEngine for PyRateLimiter {
     ) -> PyResult<Bound<'py, PyAny>> {
         self.enter(func.py())?;
         func.call(args, kwargs)
+    }
+}
+
+native_async_call!(
+    /// A rate-limited coroutine function (see `RateLimiter.__call__`). A call that gets its
+    /// token at once returns the user's own coroutine (nothing wraps the await); any other call
+    /// returns the façade's waiting coroutine, which reserves its slot when first resumed.
+    PyLimitedAsyncCall as "LimitedAsyncCall", PyRateLimiter, limiter
+);
+
+impl AsyncCallEngine for PyRateLimiter {
+    fn call_async<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+        slow: Option<&Bound<'py, PyAny>>,
+        args: &Args<'py>,
+    ) -> Fast<'py, ()> {
+        let target = match slow {
+            Some(slow) if !slf.get().admit_now() => slow,
+            _ => func,
+        };
+        match args.call(target) {
+            Some(result) => Fast::Done(result),
+            None => Fast::Raised,
+        }
+    }
+
+    fn call_async_tp<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+        slow: Option<&Bound<'py, PyAny>>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match slow {
+            Some(slow) if !slf.get().admit_now() => slow.call(args, kwargs),
+            _ => func.call(args, kwargs),
+        }
     }
 }

@@ -22,17 +22,18 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, intern};
 use riprap_core::{Clock, Failed, RetryDecision, RetrySchedule};
 
+mod call;
 mod classify;
+
+pub(crate) use call::{PyRetryAsyncCall, PyRetryCall, RetryGuard};
 
 use classify::Classifier;
 
 use crate::attr::{self, handling};
 use crate::backoff::backoff_config;
 use crate::budget::PyRetryBudget;
-use crate::call::{CallEngine, native_call};
 use crate::convert::{attempt, clock};
 use crate::errors::config_error;
-use crate::vectorcall::{Args, Fast};
 
 const DEBUG: i32 = 10;
 const WARNING: i32 = 30;
@@ -145,7 +146,7 @@ impl PyRetrySchedule {
 pub struct PyRetryEngine {
     schedule: Py<PyRetrySchedule>,
     classifier: Classifier,
-    predicate: Option<Py<PyAny>>,
+    pub(crate) predicate: Option<Py<PyAny>>,
     budget: Option<Py<PyRetryBudget>>,
     clock: Clock,
     on_retry: Option<Py<PyAny>>,
@@ -163,14 +164,14 @@ impl PyRetryEngine {
 
     /// The first attempt is starting: take a budget deposit, and the start time if a deadline
     /// needs it.
-    fn begin(&self) -> Option<f64> {
+    pub(crate) fn begin(&self) -> Option<f64> {
         if let Some(b) = &self.budget {
             b.get().deposit_now();
         }
         self.timed().then(|| self.clock.now_secs())
     }
 
-    fn wants_retry(&self, result: &Bound<'_, PyAny>) -> PyResult<bool> {
+    pub(crate) fn wants_retry(&self, result: &Bound<'_, PyAny>) -> PyResult<bool> {
         match &self.predicate {
             Some(p) => p.bind(result.py()).call1((result,))?.is_truthy(),
             None => Ok(false),
@@ -182,7 +183,7 @@ impl PyRetryEngine {
     /// (`RetrySchedule::decide`); this reads the exception, logs and calls the hook. All of that
     /// runs with `exc` as the exception being handled, so an error it raises carries the user's
     /// exception as `__context__`, as the same code in an `except` block would.
-    fn decide_inner(
+    pub(crate) fn decide_inner(
         &self,
         py: Python<'_>,
         attempt: u64,
@@ -415,7 +416,7 @@ impl PyRetryEngine {
 }
 
 impl PyRetryEngine {
-    fn run<'py>(
+    pub(crate) fn run<'py>(
         &self,
         func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
@@ -428,7 +429,7 @@ impl PyRetryEngine {
 
     /// Handles the outcome of the first attempt: return it, or run the retry loop with the
     /// arguments that `args` builds (only on the slow path).
-    fn after_first<'py>(
+    pub(crate) fn after_first<'py>(
         &self,
         func: &Bound<'py, PyAny>,
         first: Result<Bound<'py, PyAny>, Bound<'py, PyAny>>,
@@ -450,53 +451,5 @@ impl PyRetryEngine {
             // A control-flow exception: straight back to the caller, untouched.
             Err(exc) => Err(PyErr::from_value(exc)),
         }
-    }
-}
-
-native_call!(
-    /// A retried sync function (see `riprap.retry`).
-    PyRetryCall as "RetryCall", PyRetryEngine, retry_engine
-);
-
-/// Where the first attempt left off when it needs the slow path.
-pub(crate) struct FirstAttempt<'py> {
-    start: Option<f64>,
-    /// The result to check against `retry_on_result`, or `None`: the call raised and the
-    /// exception is still set in the interpreter.
-    result: Option<Bound<'py, PyAny>>,
-}
-
-impl CallEngine for PyRetryEngine {
-    type Pending<'py> = FirstAttempt<'py>;
-
-    fn fast<'py>(
-        &self,
-        func: &Bound<'py, PyAny>,
-        args: &Args<'py>,
-    ) -> Fast<'py, FirstAttempt<'py>> {
-        let start = self.begin();
-        match args.call(func) {
-            Some(result) if self.predicate.is_none() => Fast::Done(result),
-            result => Fast::Slow(FirstAttempt { start, result }),
-        }
-    }
-
-    fn slow<'py>(
-        &self,
-        func: &Bound<'py, PyAny>,
-        args: &Args<'py>,
-        pending: FirstAttempt<'py>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let first = pending.result.ok_or_else(|| attr::raised(func.py()));
-        self.after_first(func, first, pending.start, || args.to_tuple_dict())
-    }
-
-    fn call<'py>(
-        &self,
-        func: &Bound<'py, PyAny>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        self.run(func, args, kwargs)
     }
 }
