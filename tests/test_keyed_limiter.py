@@ -170,9 +170,51 @@ def test_reg_L10_memory_is_bounded_by_max_keys(clock: ManualClock) -> None:
     assert threading.enumerate() == before
 
 
+def test_max_keys_100_000_holds_every_key_then_forgets_one_batch(
+    clock: ManualClock,
+) -> None:
+    # The Rust core splits a table this big into 16 shards; the bound is still the whole
+    # table's: 100,000 keys held, none forgotten, before the first eviction.
+    lim = KeyedRateLimiter(0.001, 1, max_keys=100_000, clock=clock)
+    for k in range(100_000):
+        assert lim.try_acquire(k)  # each bucket now empty for 1000 s: none idle
+    assert len(lim) == 100_000
+    assert lim.get_stats()["evicted"] == 0
+    # The 100,001st key: none is idle, so the 100_000 // 64 = 1562 keys closest to full go.
+    # All share one theoretical arrival time, so key order decides: keys 0..1561.
+    assert lim.try_acquire(100_000)
+    assert lim.get_stats()["evicted"] == 1562
+    assert len(lim) == 100_000 - 1562 + 1
+    kept = range(1562, 100_001)
+    assert not any(lim.try_acquire(k) for k in kept)  # all still tracked, still empty
+    assert len(lim) == len(kept)  # so the forgotten ones are exactly 0..1561
+    assert lim.try_acquire(0)  # which start afresh
+    assert lim.get_stats()["evicted"] == 1562
+
+
+def test_idle_keys_anywhere_go_before_a_busy_one_in_a_big_table(
+    clock: ManualClock,
+) -> None:
+    lim = KeyedRateLimiter(1, 1, max_keys=8192, clock=clock)
+    for k in range(8192):
+        assert lim.try_acquire(k)
+    clock.advance(1.0)  # every bucket full again
+    assert lim.try_acquire(0)  # key 0 busy again
+    assert lim.try_acquire("new")  # forgets the 8191 idle keys, wherever they are
+    assert (len(lim), lim.get_stats()["evicted"]) == (2, 8191)
+    assert not lim.try_acquire(0)
+
+
+def test_idle_ttl_sweeps_a_big_table_at_once(clock: ManualClock) -> None:
+    lim = KeyedRateLimiter(1, 1, max_keys=1_000_000, idle_ttl=10.0, clock=clock)
+    for k in range(1000):
+        assert lim.try_acquire(str(k))
+    clock.advance(12.0)  # every bucket full since t = 1 s
+    assert lim.try_acquire(b"x")  # one call sweeps every key
+    assert (len(lim), lim.get_stats()["evicted"]) == (1, 1000)
+
+
 def test_idle_ttl_forgets_long_full_buckets_only(clock: ManualClock) -> None:
-    # Below 8192 keys the store is one shard, so one operation sweeps every key. (A sharded
-    # store sweeps each shard on that shard's next operation, documented.)
     lim = KeyedRateLimiter(1, 1, max_keys=100, idle_ttl=10.0, clock=clock)
     assert lim.try_acquire("a")  # full again at 1 s
     clock.advance(9.0)
