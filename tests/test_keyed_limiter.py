@@ -205,6 +205,28 @@ def test_idle_keys_anywhere_go_before_a_busy_one_in_a_big_table(
     assert not lim.try_acquire(0)
 
 
+def test_a_few_idle_keys_are_topped_up_to_a_batch_with_the_closest_to_full(
+    clock: ManualClock,
+) -> None:
+    # An eviction reads every key, so it always frees max(1, max_keys // 64) = 128 keys here:
+    # the idle ones first, then the busy ones closest to full.
+    lim = KeyedRateLimiter(1, 2, max_keys=8192, clock=clock)
+    for k in range(10):
+        assert lim.try_acquire(k)  # idle again at t = 1 s
+    # Busy until t = 2 s + k µs: key 10 is the closest to full.
+    for k in range(10, 8192):
+        clock.advance(1e-6)
+        assert lim.try_acquire(k, 2)
+    clock.advance(1.0)
+    # Forgets keys 0..9 (idle) and 10..127 (closest to full).
+    assert lim.try_acquire("new")
+    assert (len(lim), lim.get_stats()["evicted"]) == (8192 - 128 + 1, 128)
+    assert not any(lim.try_acquire(k, 2) for k in range(128, 8192))  # still tracked
+    # So the forgotten keys are exactly 0..127: they start full (127 of them fill the table).
+    assert all(lim.try_acquire(k, 2) for k in range(127))
+    assert (len(lim), lim.get_stats()["evicted"]) == (8192, 128)
+
+
 def test_idle_ttl_sweeps_a_big_table_at_once(clock: ManualClock) -> None:
     lim = KeyedRateLimiter(1, 1, max_keys=1_000_000, idle_ttl=10.0, clock=clock)
     for k in range(1000):

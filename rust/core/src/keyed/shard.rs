@@ -155,15 +155,16 @@ impl<M: Tats> Table<M> {
         before - self.tats.len()
     }
 
-    /// Every key without waiters, as `(tat, key, shard)`.
+    /// Every key without waiters whose TAT is at most `bound`, as `(tat, key, shard)`.
     fn forgettable<'a>(
         &'a self,
         key: impl Fn(&'a M::Key) -> Key<'a>,
         shard: usize,
+        bound: u64,
         out: &mut Vec<Candidate<'a>>,
     ) {
         self.tats.for_each(|k, tat| {
-            if self.waiters.is_empty() || !self.waiters.contains_key(k) {
+            if tat <= bound && (self.waiters.is_empty() || !self.waiters.contains_key(k)) {
                 out.push((tat, key(k), shard));
             }
         });
@@ -235,41 +236,51 @@ impl Shard {
             + self.bigs.forget(forget)
     }
 
-    /// Appends every key without waiters to `out`.
-    fn forgettable<'a>(&'a self, index: usize, out: &mut Vec<Candidate<'a>>) {
-        self.ints.forgettable(|k| Key::Int(*k), index, out);
-        self.strs.forgettable(Key::Str, index, out);
-        self.bytes.forgettable(Key::Bytes, index, out);
-        self.bigs.forgettable(Key::BigInt, index, out);
+    /// Appends every key without waiters whose TAT is at most `bound` to `out`.
+    fn forgettable<'a>(&'a self, index: usize, bound: u64, out: &mut Vec<Candidate<'a>>) {
+        self.ints.forgettable(|k| Key::Int(*k), index, bound, out);
+        self.strs.forgettable(Key::Str, index, bound, out);
+        self.bytes.forgettable(Key::Bytes, index, bound, out);
+        self.bigs.forgettable(Key::BigInt, index, bound, out);
     }
 }
 
 /// Makes room for one more key in a full table, `shards` being all of it (every shard locked):
-/// forgets every idle key (`tat <= now`), or if there is none, the `batch` keys closest to full
-/// (smallest `(tat, key)`). Keys with waiters are never forgotten. Returns how many went.
+/// forgets every idle key (`tat <= now`), and if that is fewer than `batch`, as many of the keys
+/// closest to full (smallest `(tat, key)`) as make up `batch`. Keys with waiters are never
+/// forgotten. Returns how many went.
+///
+/// Each call reads every key, so each frees a whole batch (or all it can): with a few keys going
+/// idle between two inserts, freeing just those would read the table once per new key.
 pub(super) fn make_room<S: DerefMut<Target = Shard>>(
     shards: &mut [S],
     now: u64,
     batch: usize,
 ) -> usize {
     let idle: usize = shards.iter_mut().map(|s| s.forget(|tat| tat <= now)).sum();
-    if idle > 0 {
+    if idle >= batch {
         return idle;
     }
-    let batch = batch.max(1);
+    let batch = batch - idle; // at least 1
     let victims: Vec<(OwnedKey, usize)> = {
         // The `batch` smallest so far, plus the shard being added: memory stays near one shard's
-        // worth of keys (two batches at most) however many shards there are.
+        // worth of keys (two batches at most) however many shards there are. Once `batch` are
+        // kept, a key whose TAT is above the largest kept cannot be among the smallest: it is
+        // not even collected (most keys, after the first shards).
         let mut best: Vec<Candidate<'_>> = Vec::new();
+        let mut bound = u64::MAX;
         for (index, shard) in shards.iter().enumerate() {
-            shard.forgettable(index, &mut best);
+            shard.forgettable(index, bound, &mut best);
             if best.len() >= batch.saturating_mul(2) {
                 best.select_nth_unstable(batch - 1);
                 best.truncate(batch);
+                bound = best[batch - 1].0;
             }
         }
         if best.is_empty() {
-            return 0; // every key has waiters: go over the cap rather than drop a reservation
+            // Every key left has waiters: if none was idle either, the new key goes in over the
+            // cap rather than drop a reservation.
+            return idle;
         }
         let k = batch.min(best.len());
         // (tat, key) pairs are distinct, so the k smallest are one well-defined set.
@@ -283,5 +294,5 @@ pub(super) fn make_room<S: DerefMut<Target = Shard>>(
         let shard = &mut *shards[*index];
         with_table!(shard, victim.as_key(), |t, k| t.tats.remove(k));
     }
-    victims.len()
+    idle + victims.len()
 }

@@ -212,6 +212,38 @@ fn idle_keys_in_every_shard_go_before_a_busy_one() {
 }
 
 #[test]
+fn a_few_idle_keys_are_topped_up_to_a_batch_with_the_closest_to_full() {
+    // 8192 keys (batch 128): keys 0..10 idle at 1 s, keys 10.. busy, key k until 2 s + k µs.
+    let l = keyed(1.0, 2.0, 8192, None);
+    for k in 0..10 {
+        assert_eq!(l.try_acquire(Key::Int(k), 1, 0).unwrap(), Decision::Admit);
+    }
+    for k in 10..8192i64 {
+        let at = k.unsigned_abs() * 1000;
+        assert_eq!(l.try_acquire(Key::Int(k), 2, at).unwrap(), Decision::Admit);
+    }
+    // A new key forgets the 10 idle keys and the 118 busy keys closest to full (10..128).
+    let now = S + 8192 * 1000;
+    assert_eq!(
+        l.try_acquire(Key::Int(-1), 1, now).unwrap(),
+        Decision::Admit
+    );
+    assert_eq!((l.len(), l.stats().evicted), (8192 - 128 + 1, 128));
+    for k in 128..8192 {
+        assert!(matches!(
+            l.try_acquire(Key::Int(k), 2, now).unwrap(),
+            Decision::NotUntil { .. }
+        ));
+    }
+    // So the forgotten keys are exactly 0..128, and they start afresh (127 of them fill the
+    // table up again).
+    for k in 0..127 {
+        assert_eq!(l.try_acquire(Key::Int(k), 2, now).unwrap(), Decision::Admit);
+    }
+    assert_eq!((l.len(), l.stats().evicted), (8192, 128));
+}
+
+#[test]
 fn idle_ttl_sweeps_every_shard_at_once() {
     let l = keyed(1.0, 1.0, 1 << 20, Some(10 * S));
     assert_eq!(KeyedRateLimiter::shard_count(1 << 20), 64);
