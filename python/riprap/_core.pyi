@@ -398,7 +398,12 @@ class LimitedAsyncCall:
 
 @disjoint_base
 class KeyedRateLimiter:
-    """One GCRA bucket per key: `rate` tokens per second and `burst` at most for each key."""
+    """One GCRA bucket per key: `rate` tokens per second and `burst` at most for each key.
+
+    Holds exactly `max_keys` keys before it forgets any; then a new key forgets every idle key
+    (bucket full again), and the keys closest to full until `max(1, max_keys // 64)` have gone;
+    never a key with waiters.
+    """
 
     def __new__(
         cls,

@@ -216,13 +216,15 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
     with exactly the semantics of `RateLimiter`. Keys are `int`, `str` or `bytes` (`True` is not
     `1` here: `bool` is refused). A key costs one `u64` of state plus its own bytes.
 
-    Memory is bounded by `max_keys`: when a new key needs room, keys whose bucket is full again
-    are forgotten first (which changes nothing: a new key starts full); only if none is, the
-    keys closest to full (their next `max(1, max_keys // 64)`, smallest theoretical arrival time
-    first). Keys with waiters are never forgotten. With `idle_ttl`, keys whose bucket has been
-    full for that long are also forgotten, checked at most once per `idle_ttl` when the table is
-    used (no sweeper thread). Tables of 8192 keys or more are split into up to 64 shards, each
-    bounded by its share of `max_keys`, so eviction can start slightly (1-3 %) before `max_keys`.
+    Memory is bounded by `max_keys`, exactly: the table holds `max_keys` keys before it forgets
+    any, and concurrent inserts never take it past that. When a new key finds it full, keys whose
+    bucket is full again are forgotten first, all of them (which changes nothing: a new key
+    starts full); then, if fewer than `max(1, max_keys // 64)` were, the keys closest to full
+    until that many have gone (smallest theoretical arrival time first, ties broken by key
+    order). Keys with waiters are never forgotten; if every key has one, the new key goes in
+    over `max_keys` rather than drop a reservation. With `idle_ttl`, keys whose bucket has been
+    full for that long are also forgotten, the whole table checked at most once per `idle_ttl`
+    when it is used (no sweeper thread).
 
     Use `try_acquire(key, n=1)`, `acquire(key, n=1, timeout=None)`,
     `await acquire_async(key, n=1, timeout=None)`, `len(limiter)` (keys tracked), and the

@@ -271,50 +271,106 @@ def test_construction_agrees_at_the_edges(rate: float, burst: float | None) -> N
     assert a == b
 
 
-@pytest.mark.parametrize(
-    ("max_keys", "ttl", "span"),
-    [
-        (
-            2000,
-            None,
-            6000,
-        ),  # full: busy keys forgotten under pressure (removal mid-run)
-        (
-            8191,
-            None,
-            20000,
-        ),  # grows to thousands, then idle keys forgotten (rebuilt smaller)
-        (8191, None, 3000),  # grows without eviction
-        (3000, 0.5, 5000),  # idle_ttl sweeps
-        (1, None, 3),
-    ],
-)
-def test_thousands_of_int_keys_grow_evict_and_shrink_identically(
-    max_keys: int, ttl: float | None, span: int
-) -> None:
-    """Many `int` keys in one shard (max_keys < 8192): the Rust int table grows, forgets busy
-    keys under pressure, forgets idle ones and sweeps by `idle_ttl`, and must still decide
-    exactly as the reference's dict does."""
-    rng = random.Random(max_keys ^ span)
+def drive_many_keys(
+    seed: int,
+    max_keys: int,
+    ttl: float | None,
+    rate: float,
+    make_key: Callable[[random.Random], object],
+) -> tuple[int, int | None]:
+    """20,000 checks of keys from `make_key` on both cores, the clock now and then moving on.
+
+    Every decision must agree, and `len` and the stats every 250 steps. Returns the most keys
+    held at one of those checks, and how many the Rust core held just before it first forgot
+    one (None: it never did).
+    """
+    rng = random.Random(seed)
     pair = Pair(
         lambda m, c: m.KeyedRateLimiter(
-            10.0, 3.0, max_keys=max_keys, idle_ttl=ttl, clock=c
+            rate, 3.0, max_keys=max_keys, idle_ttl=ttl, clock=c
         )
     )
     assert pair.built(), pair.results
-    # The keys next to the empty-slot marker and the extremes, now and then.
-    extremes = [-(2**63), -(2**63) + 1, 2**63 - 1, -1, 0]
-    most = 0
+    rust = pair.objs[0]
+    most, held_at_first_eviction = 0, None
     for step in range(20_000):
-        key = (
-            rng.choice(extremes) if rng.random() < 0.01 else rng.randrange(-span, span)
-        )
+        key = make_key(rng)
         n = rng.randint(1, 3)
+        held = len(rust)
         pair.same(lambda o: o.try_acquire(key, n))
+        if held_at_first_eviction is None and rust.get_stats()["evicted"]:
+            held_at_first_eviction = held
         if rng.random() < 0.001:
             pair.advance(rng.choice([NS // 20, NS, 2 * NS]))
         if step % 250 == 0:
             pair.same(lambda o: (len(o), o.get_stats()))
-            most = max(most, len(pair.objs[0]))
+            most = max(most, held)
     pair.same(lambda o: (len(o), o.get_stats()))
-    assert most >= min(max_keys, span) // 2  # the table did grow
+    return most, held_at_first_eviction
+
+
+# max_keys, idle_ttl, keys drawn from range(-span, span), rate (burst 3), least peak size.
+MANY_INT_KEYS = [
+    # One shard in the Rust core (max_keys < 8192).
+    # Full: busy keys forgotten under pressure (removal mid-run).
+    (2000, None, 6000, 10.0, 1000),
+    # Grows to thousands, then idle keys forgotten (rebuilt smaller).
+    (8191, None, 20000, 10.0, 4000),
+    # Grows without eviction.
+    (8191, None, 3000, 10.0, 3000),
+    # idle_ttl sweeps.
+    (3000, 0.5, 5000, 10.0, 1500),
+    (1, None, 3, 10.0, 1),
+    # Sharded in the Rust core (2, 2 and 4 shards): eviction still sees the whole table.
+    # Idle keys forgotten over every shard.
+    (8192, None, 20000, 10.0, 4000),
+    # Nothing refills: fills to exactly 10,000, then forgets batches of 156 busy keys.
+    (10_000, None, 15_000, 0.01, 9_800),
+    # idle_ttl sweeps every shard at once.
+    (16_384, 0.5, 40_000, 10.0, 2000),
+]
+
+
+@pytest.mark.parametrize(("max_keys", "ttl", "span", "rate", "least"), MANY_INT_KEYS)
+def test_thousands_of_int_keys_grow_evict_and_shrink_identically(
+    max_keys: int, ttl: float | None, span: int, rate: float, least: int
+) -> None:
+    """Many `int` keys: the Rust int tables grow, forget busy keys under pressure, forget idle
+    ones and sweep by `idle_ttl`, over one shard or several, and must still decide exactly as
+    the reference's one dict does."""
+    # The keys next to the empty-slot marker and the extremes, now and then.
+    extremes = [-(2**63), -(2**63) + 1, 2**63 - 1, -1, 0]
+
+    def key(rng: random.Random) -> object:
+        if rng.random() < 0.01:
+            return rng.choice(extremes)
+        return rng.randrange(-span, span)
+
+    most, held = drive_many_keys(max_keys ^ span, max_keys, ttl, rate, key)
+    assert most >= least  # the table did grow
+    if ttl is None:
+        assert held in (None, max_keys)  # full before the first key was forgotten
+
+
+@pytest.mark.parametrize("ttl", [None, 0.5])
+def test_a_sharded_table_of_mixed_keys_evicts_identically(ttl: float | None) -> None:
+    """`int`, `str`, `bytes` and big-int keys in a table split over 2 shards in the Rust core:
+    pressure eviction picks the same keys as the reference (key order breaks ties across
+    types), and without a TTL the table holds exactly `max_keys` before it forgets any."""
+    kinds: list[Callable[[int], object]] = [
+        int,
+        str,
+        lambda v: str(v).encode(),
+        lambda v: v + 2**64,
+    ]
+
+    def key(rng: random.Random) -> object:
+        return rng.choice(kinds)(rng.randrange(4000))
+
+    rate = 0.01 if ttl is None else 10.0
+    most, held = drive_many_keys(8192, 8192, ttl, rate, key)
+    if ttl is None:
+        assert held == 8192
+        assert most > 8192 - 128  # forgets 8192 // 64 at a time, then fills up again
+    else:
+        assert held is not None  # swept

@@ -171,9 +171,73 @@ def test_reg_L10_memory_is_bounded_by_max_keys(clock: ManualClock) -> None:
     assert threading.enumerate() == before
 
 
+def test_max_keys_100_000_holds_every_key_then_forgets_one_batch(
+    clock: ManualClock,
+) -> None:
+    # The Rust core splits a table this big into 16 shards; the bound is still the whole
+    # table's: 100,000 keys held, none forgotten, before the first eviction.
+    lim = KeyedRateLimiter(0.001, 1, max_keys=100_000, clock=clock)
+    for k in range(100_000):
+        assert lim.try_acquire(k)  # each bucket now empty for 1000 s: none idle
+    assert len(lim) == 100_000
+    assert lim.get_stats()["evicted"] == 0
+    # The 100,001st key: none is idle, so the 100_000 // 64 = 1562 keys closest to full go.
+    # All share one theoretical arrival time, so key order decides: keys 0..1561.
+    assert lim.try_acquire(100_000)
+    assert lim.get_stats()["evicted"] == 1562
+    assert len(lim) == 100_000 - 1562 + 1
+    kept = range(1562, 100_001)
+    assert not any(lim.try_acquire(k) for k in kept)  # all still tracked, still empty
+    assert len(lim) == len(kept)  # so the forgotten ones are exactly 0..1561
+    assert lim.try_acquire(0)  # which start afresh
+    assert lim.get_stats()["evicted"] == 1562
+
+
+def test_idle_keys_anywhere_go_before_a_busy_one_in_a_big_table(
+    clock: ManualClock,
+) -> None:
+    lim = KeyedRateLimiter(1, 1, max_keys=8192, clock=clock)
+    for k in range(8192):
+        assert lim.try_acquire(k)
+    clock.advance(1.0)  # every bucket full again
+    assert lim.try_acquire(0)  # key 0 busy again
+    assert lim.try_acquire("new")  # forgets the 8191 idle keys, wherever they are
+    assert (len(lim), lim.get_stats()["evicted"]) == (2, 8191)
+    assert not lim.try_acquire(0)
+
+
+def test_a_few_idle_keys_are_topped_up_to_a_batch_with_the_closest_to_full(
+    clock: ManualClock,
+) -> None:
+    # An eviction reads every key, so it always frees max(1, max_keys // 64) = 128 keys here:
+    # the idle ones first, then the busy ones closest to full.
+    lim = KeyedRateLimiter(1, 2, max_keys=8192, clock=clock)
+    for k in range(10):
+        assert lim.try_acquire(k)  # idle again at t = 1 s
+    # Busy until t = 2 s + k µs: key 10 is the closest to full.
+    for k in range(10, 8192):
+        clock.advance(1e-6)
+        assert lim.try_acquire(k, 2)
+    clock.advance(1.0)
+    # Forgets keys 0..9 (idle) and 10..127 (closest to full).
+    assert lim.try_acquire("new")
+    assert (len(lim), lim.get_stats()["evicted"]) == (8192 - 128 + 1, 128)
+    assert not any(lim.try_acquire(k, 2) for k in range(128, 8192))  # still tracked
+    # So the forgotten keys are exactly 0..127: they start full (127 of them fill the table).
+    assert all(lim.try_acquire(k, 2) for k in range(127))
+    assert (len(lim), lim.get_stats()["evicted"]) == (8192, 128)
+
+
+def test_idle_ttl_sweeps_a_big_table_at_once(clock: ManualClock) -> None:
+    lim = KeyedRateLimiter(1, 1, max_keys=1_000_000, idle_ttl=10.0, clock=clock)
+    for k in range(1000):
+        assert lim.try_acquire(str(k))
+    clock.advance(12.0)  # every bucket full since t = 1 s
+    assert lim.try_acquire(b"x")  # one call sweeps every key
+    assert (len(lim), lim.get_stats()["evicted"]) == (1, 1000)
+
+
 def test_idle_ttl_forgets_long_full_buckets_only(clock: ManualClock) -> None:
-    # Below 8192 keys the store is one shard, so one operation sweeps every key. (A sharded
-    # store sweeps each shard on that shard's next operation, documented.)
     lim = KeyedRateLimiter(1, 1, max_keys=100, idle_ttl=10.0, clock=clock)
     assert lim.try_acquire("a")  # full again at 1 s
     clock.advance(9.0)

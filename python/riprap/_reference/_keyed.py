@@ -1,11 +1,12 @@
 """Reference twin of `rust/core/src/keyed.rs` and `rust/py/src/keyed.rs`.
 
 One GCRA bucket per key in a plain dict, bounded by `max_keys`: a new key in a full table first
-forgets every idle key (bucket full again), else the `max(1, max_keys // 64)` keys closest to full
-(smallest TAT, ties broken by key order: int < str < bytes < big int, then by value). `idle_ttl`
+forgets every idle key (bucket full again), then, if that is fewer than `max(1, max_keys // 64)`,
+as many of the keys closest to full as make up that number (smallest TAT, ties broken by key
+order: int < str < bytes < big int, then by value). `idle_ttl`
 forgets keys whose bucket has been full that long, at most once per `idle_ttl`. The Rust backend
-splits tables of 8192 keys or more into shards (each bounded by its share of `max_keys`); below
-that it makes exactly these decisions.
+splits tables of 8192 keys or more into shards, but counts and evicts over all of them as one
+table, so it makes exactly these decisions at every size.
 """
 
 from __future__ import annotations
@@ -68,7 +69,12 @@ def _order(key: Key) -> tuple[int, int | bytes]:
 
 
 class KeyedRateLimiter:
-    """One GCRA bucket per key: `rate` tokens per second and `burst` at most for each key."""
+    """One GCRA bucket per key: `rate` tokens per second and `burst` at most for each key.
+
+    Holds exactly `max_keys` keys before it forgets any; then a new key forgets every idle key
+    (bucket full again), and the keys closest to full until `max(1, max_keys // 64)` have gone;
+    never a key with waiters.
+    """
 
     def __init__(
         self,
@@ -129,22 +135,25 @@ class KeyedRateLimiter:
             self._next_sweep = min(U64_MAX, now + ttl)
 
     def _make_room(self, now: int) -> None:
+        """In a full table, forget every idle key, then the keys closest to full.
+
+        Closest to full until a batch of `max(1, max_keys // 64)` has gone: each call reads
+        every key, so each frees a whole batch.
+        """
         if len(self._tats) < self._max_keys:
             return
-        if self._forget(lambda tat: tat <= now):
+        batch = max(1, self._max_keys // 64) - self._forget(lambda tat: tat <= now)
+        if batch <= 0:
             return
         candidates = [
             (tat, _order(k), k)
             for k, tat in self._tats.items()
             if k not in self._waiters
         ]
-        if not candidates:
-            return
-        k = min(max(1, self._max_keys // 64), len(candidates))
         candidates.sort()
-        for _, _, key in candidates[:k]:
+        for _, _, key in candidates[:batch]:
             del self._tats[key]
-        self._evicted += k
+        self._evicted += len(candidates[:batch])
 
     def _take(self, key: Key, c: int, now: int) -> int:
         """0 when the tokens were taken (inserting a new key), else the wait."""

@@ -12,21 +12,35 @@
 //!   hash invites HashDoS. `int` keys live in an open-addressing table with each key next to its
 //!   TAT, so finding one costs one memory miss rather than std's two (`keyed/int_table.rs`).
 //!   Looking up an existing `str`/`bytes` key borrows its bytes: no allocation. Tables with
-//!   fewer than 8192 keys allowed use one shard, so eviction is exactly the policy below; larger
-//!   ones split `max_keys` evenly, so eviction can start a little (about 1-3 %) before
-//!   `max_keys` keys are tracked in total. A forked child starts with no keys
+//!   fewer than 8192 keys allowed use one shard. A forked child starts with no keys
 //!   ([`crate::fork`]).
-//! - **Bounded by `max_keys`.** Inserting a new key into a full shard first forgets every *idle*
-//!   key, one whose bucket is full again (`tat <= now`): forgetting it changes nothing, since a new
-//!   key starts full. Only if none is idle does it forget the `max(1, cap/64)` keys closest to
-//!   full (smallest TAT; ties broken by key order, so the choice is deterministic). That is what
-//!   LRU approximates, and it gives away the least capacity: a forgotten key that comes back
-//!   starts with a full bucket. Keys with waiters are never forgotten. Every forgotten key is
-//!   counted (`evicted`).
-//! - **`idle_ttl`.** With a TTL, a shard also forgets keys whose bucket has been full for at least
-//!   `idle_ttl`, at most once per `idle_ttl`, on its next operation: memory shrinks back after a
-//!   burst of clients without a sweeper thread. A key whose bucket is not full is never forgotten
-//!   by age, since that would hand it fresh capacity.
+//! - **Bounded by exactly `max_keys`.** One count of keys spans the shards, and a new key claims
+//!   its place in it (compare-and-swap, below `max_keys`) before it goes in, so the table holds
+//!   `max_keys` keys before it forgets any, and racing inserts never take it past `max_keys`.
+//!   A new key that finds the count at `max_keys` first forgets every *idle* key, one whose
+//!   bucket is full again (`tat <= now`): forgetting it changes nothing, since a new key starts
+//!   full. If fewer than a batch of `max(1, max_keys/64)` were idle, it also forgets the keys
+//!   closest to full (smallest TAT; ties broken by key order, so the choice is deterministic)
+//!   until a batch has gone. That is what LRU approximates, and it gives away the least
+//!   capacity: a forgotten key that comes back starts with a full bucket, and the keys closest
+//!   to full are the next to go idle anyway. Keys with waiters are never forgotten: when every
+//!   key has waiters, the new key goes in over the cap (so the table holds at most
+//!   `max(max_keys, keys with waiters + 1)`). Every forgotten key is counted (`evicted`).
+//! - **Eviction sees the whole table.** The inserting caller locks every shard (in index order,
+//!   after letting go of its own, so two of them never deadlock) and picks victims over all of
+//!   them, exactly as one table would: the choice does not depend on which shard a key hashes
+//!   to, and the reference twin (one dict) makes the same decisions at every size. Evicting from
+//!   the inserting shard alone would forget a busy key of that shard while other shards hold idle
+//!   ones, and would find nothing to forget in a shard that is empty or whose keys all have
+//!   waiters. The price is one pass over all keys per eviction, under every lock, which is why
+//!   an eviction always frees a whole batch: at most 64 keys read per new key, whatever the
+//!   traffic (freeing only the one or two keys that went idle since the last insert would read
+//!   the whole table for every new key). Checks of existing keys and inserts below the cap lock
+//!   one shard only.
+//! - **`idle_ttl`.** With a TTL, the table also forgets keys whose bucket has been full for at
+//!   least `idle_ttl`, every shard at once, at most once per `idle_ttl`, on its next insert or
+//!   check: memory shrinks back after a burst of clients without a sweeper thread. A key whose
+//!   bucket is not full is never forgotten by age, since that would hand it fresh capacity.
 //!
 //! ```
 //! use riprap_core::{Decision, KeyedRateLimiter, Key, Quota};
@@ -48,7 +62,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::error::{ConfigError, check_float, check_int};
 use crate::fork::ForkLocal;
 use crate::limiter::{Counters, Decision, LimiterStats, Quota, Reservation, Waiters};
-use shard::{Part, Shard, Tats, with_table};
+use shard::{Part, Shard, Tats, make_room, with_table};
 
 /// A key, borrowed from the caller. The order (type, then value) breaks eviction ties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -82,7 +96,8 @@ pub struct KeyedRateLimiter {
     max_keys: u64,
     idle_ttl: Option<u64>,
     shard_bits: u32,
-    shard_cap: usize,
+    /// Keys forgotten at once when none is idle: `max(1, max_keys/64)`.
+    batch: usize,
     hasher: RandomState,
     /// Keyed multiply for spreading `int` keys over shards (the tables hash them with SipHash).
     spread: u64,
@@ -93,6 +108,10 @@ pub struct KeyedRateLimiter {
 #[derive(Debug)]
 struct Store {
     shards: Box<[Mutex<Shard>]>,
+    /// When the next `idle_ttl` sweep is due (limiter nanoseconds; `u64::MAX`: never).
+    next_sweep: AtomicU64,
+    /// Keys in all shards. Changed only with the key's shard locked, so it is exact whenever
+    /// every shard is locked.
     keys: AtomicU64,
     evicted: AtomicU64,
     /// The last ticket handed out; a forked child goes on from its parent's.
@@ -102,11 +121,11 @@ struct Store {
 
 impl Store {
     fn new(shards: usize, hasher: &RandomState, idle_ttl: Option<u64>, next_ticket: u64) -> Self {
-        let first_sweep = idle_ttl.unwrap_or(u64::MAX);
         Self {
             shards: (0..shards)
-                .map(|_| Mutex::new(Shard::new(hasher, first_sweep)))
+                .map(|_| Mutex::new(Shard::new(hasher)))
                 .collect(),
+            next_sweep: AtomicU64::new(idle_ttl.unwrap_or(u64::MAX)),
             keys: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             next_ticket: AtomicU64::new(next_ticket),
@@ -119,6 +138,29 @@ impl Store {
             self.keys.fetch_sub(n as u64, Ordering::Relaxed);
             self.evicted.fetch_add(n as u64, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one more key if that keeps the count below `max_keys`.
+    #[inline]
+    fn claim(&self, max_keys: u64) -> bool {
+        self.keys
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max_keys).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    #[inline]
+    fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
+        // Nothing panics while a shard is locked; recover from poisoning anyway.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every shard, locked in index order (the one order, so two callers never deadlock).
+    fn lock_all(&self) -> Vec<MutexGuard<'_, Shard>> {
+        (0..self.shards.len()).map(|i| self.lock(i)).collect()
     }
 }
 
@@ -150,20 +192,37 @@ impl KeyedRateLimiter {
         if let Some(ttl) = idle_ttl {
             check_float("idle_ttl", ttl as f64, 0.0, false)?;
         }
-        let shards = Self::shard_count(max_keys);
+        Ok(Self::with_shards(
+            quota,
+            max_keys,
+            idle_ttl,
+            now,
+            Self::shard_count(max_keys),
+        ))
+    }
+
+    /// [`KeyedRateLimiter::new`] with `shards` shards (a power of two), arguments checked.
+    fn with_shards(
+        quota: Quota,
+        max_keys: u64,
+        idle_ttl: Option<u64>,
+        now: u64,
+        shards: usize,
+    ) -> Self {
+        debug_assert!(shards.is_power_of_two() && shards <= 64);
         let hasher = RandomState::new();
         let spread = hasher.hash_one(0x5eed_u64) | 1;
-        Ok(Self {
+        Self {
             quota,
             origin: now,
             max_keys,
             idle_ttl,
             shard_bits: shards.trailing_zeros(),
-            shard_cap: usize::try_from(max_keys.div_ceil(shards as u64)).unwrap_or(usize::MAX),
+            batch: usize::try_from(max_keys / 64).unwrap_or(usize::MAX).max(1),
             store: ForkLocal::new(Store::new(shards, &hasher, idle_ttl, 0)),
             hasher,
             spread,
-        })
+        }
     }
 
     /// The rate and burst (the same for every key).
@@ -199,48 +258,41 @@ impl KeyedRateLimiter {
         })
     }
 
+    /// The shard `key` lives in.
     #[inline]
-    fn shard<'a>(&self, store: &'a Store, key: Key<'_>) -> MutexGuard<'a, Shard> {
-        let index = if self.shard_bits == 0 {
-            0
-        } else {
-            let h = match key {
-                Key::Int(v) => (v as u64).wrapping_mul(self.spread),
-                Key::Str(s) => self.hasher.hash_one((0u8, s)),
-                Key::Bytes(s) => self.hasher.hash_one((1u8, s)),
-                Key::BigInt(s) => self.hasher.hash_one((2u8, s)),
-            };
-            (h >> (64 - self.shard_bits)) as usize
-        };
-        // Nothing panics while a shard is locked; recover from poisoning anyway.
-        store.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The `idle_ttl` sweep, when one is due for this shard.
-    fn sweep(&self, store: &Store, shard: &mut Shard, now: u64) {
-        if let Some(ttl) = self.idle_ttl
-            && now >= shard.next_sweep
-        {
-            let n = shard.forget(|tat| now.saturating_sub(tat) >= ttl);
-            store.forgot(n);
-            shard.next_sweep = now.saturating_add(ttl);
+    fn shard_index(&self, key: Key<'_>) -> usize {
+        if self.shard_bits == 0 {
+            return 0;
         }
+        let h = match key {
+            Key::Int(v) => (v as u64).wrapping_mul(self.spread),
+            Key::Str(s) => self.hasher.hash_one((0u8, s)),
+            Key::Bytes(s) => self.hasher.hash_one((1u8, s)),
+            Key::BigInt(s) => self.hasher.hash_one((2u8, s)),
+        };
+        (h >> (64 - self.shard_bits)) as usize
     }
 
-    /// Takes `cost` for `key` if available; inserts a new key (making room first). `Err(wait)`.
-    fn take(
+    /// Whether an `idle_ttl` sweep is due.
+    #[inline]
+    fn sweep_due(&self, store: &Store, now: u64) -> bool {
+        self.idle_ttl.is_some() && now >= store.next_sweep.load(Ordering::Relaxed)
+    }
+
+    /// Takes `cost` from an existing key's bucket; `None` when the key is not tracked.
+    // Always inlined: left to itself the compiler makes it a call (it has two callers), and the
+    // hot path (`take` on an existing key) then runs ~18 more instructions per check, measured
+    // with callgrind.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn take_existing(
         &self,
-        store: &Store,
         shard: &mut Shard,
         key: Key<'_>,
         cost: u64,
         now: u64,
-    ) -> Result<(), u64> {
-        self.sweep(store, shard, now);
-        // One probe for the common case, an existing key.
-        let existing = with_table!(shard, key, |t, k| t.tats.get_mut(k).map(|slot| {
+    ) -> Option<Result<(), u64>> {
+        with_table!(shard, key, |t, k| t.tats.get_mut(k).map(|slot| {
             match self.quota.schedule(*slot, now, cost) {
                 Some((end, 0)) => {
                     *slot = end;
@@ -249,18 +301,79 @@ impl KeyedRateLimiter {
                 Some((_, wait)) => Err(wait),
                 None => Err(u64::MAX),
             }
-        }));
-        if let Some(taken) = existing {
+        }))
+    }
+
+    /// Takes `cost` for `key` if available, inserting a new key (making room first);
+    /// `Err(wait)` when not. Returns the key's shard, still locked.
+    #[inline]
+    fn take<'s>(
+        &self,
+        store: &'s Store,
+        key: Key<'_>,
+        cost: u64,
+        now: u64,
+    ) -> (MutexGuard<'s, Shard>, Result<(), u64>) {
+        let index = self.shard_index(key);
+        let mut shard = store.lock(index);
+        if !self.sweep_due(store, now) {
+            // One probe for the common case, an existing key.
+            if let Some(taken) = self.take_existing(&mut shard, key, cost, now) {
+                return (shard, taken);
+            }
+            // A new key starts full, so `cost <= burst` tokens are always there.
+            let Some((end, 0)) = self.quota.schedule(0, now, cost) else {
+                return (shard, Err(u64::MAX));
+            };
+            if store.claim(self.max_keys) {
+                with_table!(shard, key, |t, k| t.tats.insert(k, end));
+                return (shard, Ok(()));
+            }
+        }
+        // A sweep is due, or the table is full: act on the whole table.
+        drop(shard);
+        let mut all = store.lock_all();
+        let taken = self.take_whole(store, &mut all, index, key, cost, now);
+        (all.swap_remove(index), taken)
+    }
+
+    /// [`KeyedRateLimiter::take`] with every shard locked (`all`), the table seen as one: the
+    /// `idle_ttl` sweep if due, then the key, making room for it if it is new and the table full.
+    #[cold]
+    fn take_whole(
+        &self,
+        store: &Store,
+        all: &mut [MutexGuard<'_, Shard>],
+        index: usize,
+        key: Key<'_>,
+        cost: u64,
+        now: u64,
+    ) -> Result<(), u64> {
+        if let Some(ttl) = self.idle_ttl
+            && now >= store.next_sweep.load(Ordering::Relaxed)
+        {
+            let n = all
+                .iter_mut()
+                .map(|shard| shard.forget(|tat| now.saturating_sub(tat) >= ttl))
+                .sum();
+            store.forgot(n);
+            store
+                .next_sweep
+                .store(now.saturating_add(ttl), Ordering::Relaxed);
+        }
+        if let Some(taken) = self.take_existing(&mut all[index], key, cost, now) {
             return taken;
         }
-        // A new key starts full, so `cost <= burst` tokens are always there.
         let Some((end, 0)) = self.quota.schedule(0, now, cost) else {
             return Err(u64::MAX);
         };
-        let freed = shard.make_room(now, self.shard_cap);
-        store.forgot(freed);
-        with_table!(shard, key, |t, k| t.tats.insert(k, end));
+        // With every shard locked, the count is exact and nobody else changes it.
+        if store.keys.load(Ordering::Relaxed) >= self.max_keys {
+            store.forgot(make_room(all, now, self.batch));
+        }
         store.keys.fetch_add(1, Ordering::Relaxed);
+        let shard = &mut *all[index];
+        with_table!(shard, key, |t, k| t.tats.insert(k, end));
         Ok(())
     }
 
@@ -277,7 +390,8 @@ impl KeyedRateLimiter {
     pub fn try_acquire_cost(&self, key: Key<'_>, cost: u64, now: u64) -> Decision {
         let now = self.since_origin(now);
         let store = self.store();
-        let taken = self.take(store, &mut self.shard(store, key), key, cost, now);
+        let (shard, taken) = self.take(store, key, cost, now);
+        drop(shard);
         store.counters.decide(taken)
     }
 
@@ -307,8 +421,8 @@ impl KeyedRateLimiter {
     ) -> Reservation {
         let now = self.since_origin(now);
         let store = self.store();
-        let mut shard = self.shard(store, key);
-        let wait = match self.take(store, &mut shard, key, cost, now) {
+        let (mut shard, taken) = self.take(store, key, cost, now);
+        let wait = match taken {
             Ok(()) => {
                 store.counters.admit();
                 return Reservation::Admitted;
@@ -343,7 +457,7 @@ impl KeyedRateLimiter {
     pub fn remaining(&self, key: Key<'_>, ticket: u64, now: u64) -> u64 {
         let now = self.since_origin(now);
         let store = self.store();
-        let mut shard = self.shard(store, key);
+        let mut shard = store.lock(self.shard_index(key));
         let end = with_table!(shard, key, |t, k| t
             .waiters
             .get(k)
@@ -357,7 +471,7 @@ impl KeyedRateLimiter {
     /// The waiter holding `ticket` on `key` proceeded.
     pub fn complete(&self, key: Key<'_>, ticket: u64) {
         let store = self.store();
-        let mut shard = self.shard(store, key);
+        let mut shard = store.lock(self.shard_index(key));
         let done = with_table!(shard, key, |t, k| {
             let Some(w) = t.waiters.get_mut(k) else {
                 return;
@@ -377,7 +491,7 @@ impl KeyedRateLimiter {
     /// (see [`Waiters`]). Returns `true` when later waiters' slots moved earlier.
     pub fn cancel(&self, key: Key<'_>, ticket: u64) -> bool {
         let store = self.store();
-        let mut shard = self.shard(store, key);
+        let mut shard = store.lock(self.shard_index(key));
         with_table!(shard, key, |t, k| {
             let tat = t.tats.get(k);
             let Some(w) = t.waiters.get_mut(k) else {
@@ -410,6 +524,16 @@ impl KeyedRateLimiter {
         self.len() == 0
     }
 
+    /// Keys really in the shards (the count `len` reports should equal it when idle).
+    #[cfg(test)]
+    fn counted(&self) -> usize {
+        self.store()
+            .lock_all()
+            .iter()
+            .map(|shard| shard.len())
+            .sum()
+    }
+
     /// Counters and size.
     pub fn stats(&self) -> KeyedStats {
         let store = self.store();
@@ -422,160 +546,4 @@ impl KeyedRateLimiter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const S: u64 = 1_000_000_000;
-
-    fn keyed(rate: f64, burst: f64, max_keys: u64, ttl: Option<u64>) -> KeyedRateLimiter {
-        KeyedRateLimiter::new(Quota::new(rate, Some(burst)).unwrap(), max_keys, ttl, 0).unwrap()
-    }
-
-    #[test]
-    fn key_types_are_separate_namespaces() {
-        let l = keyed(1.0, 1.0, 100, None);
-        for key in [
-            Key::Int(1),
-            Key::Str(b"1"),
-            Key::Bytes(b"1"),
-            Key::BigInt(b"1"),
-        ] {
-            assert_eq!(l.try_acquire(key, 1, 0).unwrap(), Decision::Admit);
-            assert!(matches!(
-                l.try_acquire(key, 1, 0).unwrap(),
-                Decision::NotUntil { wait: S }
-            ));
-        }
-        assert_eq!(l.len(), 4);
-    }
-
-    #[test]
-    fn idle_keys_are_evicted_first_and_nothing_changes() {
-        let l = keyed(1.0, 1.0, 3, None);
-        for k in 0..3 {
-            assert_eq!(l.try_acquire(Key::Int(k), 1, 0).unwrap(), Decision::Admit);
-        }
-        // At 1 s all three are full again; key 0 takes a token, then key 3 finds the shard full
-        // and forgets the two idle keys (1 and 2), not the busy one.
-        assert_eq!(l.try_acquire(Key::Int(0), 1, S).unwrap(), Decision::Admit);
-        assert_eq!(l.try_acquire(Key::Int(3), 1, S).unwrap(), Decision::Admit);
-        assert_eq!(l.len(), 2);
-        assert_eq!(l.stats().evicted, 2);
-        assert!(matches!(
-            l.try_acquire(Key::Int(0), 1, S).unwrap(),
-            Decision::NotUntil { .. }
-        ));
-    }
-
-    #[test]
-    fn busy_keys_evicted_closest_to_full_first() {
-        let l = keyed(1.0, 2.0, 2, None);
-        assert_eq!(l.try_acquire(Key::Int(1), 2, 0).unwrap(), Decision::Admit); // tat 2 s
-        assert_eq!(l.try_acquire(Key::Int(2), 1, 0).unwrap(), Decision::Admit); // tat 1 s
-        assert_eq!(l.try_acquire(Key::Int(3), 1, 0).unwrap(), Decision::Admit);
-        assert_eq!(l.stats().evicted, 1);
-        // Key 2 (closest to full) went; key 1 is still empty.
-        assert!(matches!(
-            l.try_acquire(Key::Int(1), 1, 0).unwrap(),
-            Decision::NotUntil { .. }
-        ));
-        assert_eq!(l.try_acquire(Key::Int(2), 2, 0).unwrap(), Decision::Admit);
-    }
-
-    #[test]
-    fn idle_ttl_forgets_full_buckets_only() {
-        let l = keyed(1.0, 1.0, 100, Some(10 * S));
-        assert_eq!(
-            l.try_acquire(Key::Str(b"a"), 1, 0).unwrap(),
-            Decision::Admit
-        );
-        assert_eq!(
-            l.try_acquire(Key::Str(b"b"), 1, 9 * S).unwrap(),
-            Decision::Admit
-        );
-        assert_eq!(l.len(), 2);
-        // At 12 s: "a" has been full since 1 s (11 s >= 10 s); "b" since 10 s.
-        assert_eq!(
-            l.try_acquire(Key::Str(b"c"), 1, 12 * S).unwrap(),
-            Decision::Admit
-        );
-        assert_eq!(l.len(), 2);
-        assert_eq!(l.stats().evicted, 1);
-    }
-
-    #[test]
-    fn ties_are_broken_by_key_order() {
-        let l = keyed(1.0, 1.0, 3, None);
-        for key in [Key::BigInt(b"9"), Key::Str(b"b"), Key::Int(5)] {
-            assert_eq!(l.try_acquire(key, 1, 0).unwrap(), Decision::Admit);
-        }
-        // All three share one TAT; the int sorts first, so it is the one forgotten: it is
-        // admitted again (fresh), which in turn forgets "a", the smallest of "a" < "b" < big 9.
-        assert_eq!(
-            l.try_acquire(Key::Str(b"a"), 1, 0).unwrap(),
-            Decision::Admit
-        );
-        assert_eq!(l.try_acquire(Key::Int(5), 1, 0).unwrap(), Decision::Admit);
-        assert_eq!(l.stats().evicted, 2);
-        for key in [Key::Str(b"b"), Key::BigInt(b"9"), Key::Int(5)] {
-            assert!(matches!(
-                l.try_acquire(key, 1, 0).unwrap(),
-                Decision::NotUntil { .. }
-            ));
-        }
-    }
-
-    #[test]
-    fn keyed_waiters_queue_and_give_back() {
-        let l = keyed(1.0, 1.0, 100, None);
-        let k = Key::Bytes(b"client");
-        assert_eq!(l.reserve(k, 1, 0, None).unwrap(), Reservation::Admitted);
-        let Reservation::Queued { ticket: a, wait } = l.reserve(k, 1, 0, None).unwrap() else {
-            panic!()
-        };
-        assert_eq!(wait, S);
-        let Reservation::Queued { ticket: b, .. } = l.reserve(k, 1, 0, None).unwrap() else {
-            panic!()
-        };
-        assert!(l.cancel(k, a));
-        assert_eq!(l.remaining(k, b, 0), S);
-        l.complete(k, b);
-        assert_eq!(l.stats().limiter.waited, 1);
-        // Other keys are untouched by all this.
-        assert_eq!(l.try_acquire(Key::Int(5), 1, 0).unwrap(), Decision::Admit);
-    }
-
-    #[test]
-    fn keys_with_waiters_are_never_evicted() {
-        let l = keyed(1.0, 1.0, 1, None);
-        assert_eq!(l.try_acquire(Key::Int(1), 1, 0).unwrap(), Decision::Admit);
-        let Reservation::Queued { ticket, .. } = l.reserve(Key::Int(1), 1, 0, None).unwrap() else {
-            panic!()
-        };
-        assert_eq!(l.try_acquire(Key::Int(2), 1, 0).unwrap(), Decision::Admit);
-        assert_eq!(l.len(), 2); // over the cap rather than drop the reservation
-        assert_eq!(l.remaining(Key::Int(1), ticket, 0), S);
-    }
-
-    #[test]
-    fn shard_counts() {
-        assert_eq!(KeyedRateLimiter::shard_count(1), 1);
-        assert_eq!(KeyedRateLimiter::shard_count(8191), 1);
-        assert_eq!(KeyedRateLimiter::shard_count(8192), 2);
-        assert_eq!(KeyedRateLimiter::shard_count(100_000), 16);
-        assert_eq!(KeyedRateLimiter::shard_count(1_000_000), 64);
-        assert_eq!(KeyedRateLimiter::shard_count(u64::MAX), 64);
-    }
-
-    #[test]
-    fn many_keys_stay_bounded() {
-        let l = keyed(1.0, 1.0, 100_000, None);
-        for k in 0..300_000 {
-            assert_eq!(l.try_acquire(Key::Int(k), 1, 0).unwrap(), Decision::Admit);
-        }
-        assert!(l.len() <= 100_000);
-        assert!(l.len() > 90_000);
-        let s = l.stats();
-        assert_eq!(s.keys + s.evicted, 300_000);
-    }
-}
+mod tests;

@@ -82,6 +82,10 @@ fn fast_key<'a>(obj: &'a Bound<'_, PyAny>) -> Option<Key<'a>> {
 }
 
 /// One GCRA bucket per key: `rate` tokens per second and `burst` at most for each key.
+///
+/// Holds exactly `max_keys` keys before it forgets any; then a new key forgets every idle key
+/// (bucket full again), and the keys closest to full until `max(1, max_keys // 64)` have gone;
+/// never a key with waiters.
 #[pyclass(
     name = "KeyedRateLimiter",
     module = "riprap",

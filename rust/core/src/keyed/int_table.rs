@@ -140,6 +140,16 @@ impl Tats for IntTable {
     /// The array shrinks when it is less than a quarter full, so memory goes back down after a
     /// burst of keys.
     fn retain(&mut self, mut keep: impl FnMut(&i64, u64) -> bool) {
+        // Eviction asks every shard's tables; most often there is nothing to forget in one, and
+        // a scan costs far less than the rebuild below.
+        if self.min.is_none_or(|tat| keep(&EMPTY, tat))
+            && self
+                .slots
+                .iter()
+                .all(|s| s.key == EMPTY || keep(&s.key, s.tat))
+        {
+            return;
+        }
         if let Some(tat) = self.min
             && !keep(&EMPTY, tat)
         {

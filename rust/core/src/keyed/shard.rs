@@ -1,10 +1,12 @@
-//! One shard of the keyed limiter: a table of TATs per key type, the keys' waiters, and the
-//! eviction policy that bounds the shard (see the [module docs](super)).
+//! One shard of the keyed limiter: a table of TATs per key type and the keys' waiters; and the
+//! eviction policy, which picks its victims over every shard at once (see the
+//! [module docs](super)).
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::Hash;
+use std::ops::DerefMut;
 
 use super::Key;
 use super::int_table::IntTable;
@@ -70,7 +72,8 @@ pub(super) trait Tats {
     /// Sets `key`'s TAT, adding the key if it is new.
     fn insert(&mut self, key: &Self::Key, tat: u64);
     fn remove(&mut self, key: &Self::Key);
-    /// Keeps the keys `keep` says yes to, giving memory back when few are left.
+    /// Keeps the keys `keep` says yes to, giving memory back when few are left. `keep` must
+    /// answer by key and TAT alone: it may be asked more than once about a key.
     fn retain(&mut self, keep: impl FnMut(&Self::Key, u64) -> bool);
     fn for_each<'a>(&'a self, f: impl FnMut(&'a Self::Key, u64));
 }
@@ -152,19 +155,25 @@ impl<M: Tats> Table<M> {
         before - self.tats.len()
     }
 
-    /// Every key without waiters, as `(tat, key)`.
+    /// Every key without waiters whose TAT is at most `bound`, as `(tat, key, shard)`.
     fn forgettable<'a>(
         &'a self,
         key: impl Fn(&'a M::Key) -> Key<'a>,
-        out: &mut Vec<(u64, Key<'a>)>,
+        shard: usize,
+        bound: u64,
+        out: &mut Vec<Candidate<'a>>,
     ) {
         self.tats.for_each(|k, tat| {
-            if self.waiters.is_empty() || !self.waiters.contains_key(k) {
-                out.push((tat, key(k)));
+            if tat <= bound && (self.waiters.is_empty() || !self.waiters.contains_key(k)) {
+                out.push((tat, key(k), shard));
             }
         });
     }
 }
+
+/// A key that may be forgotten: its TAT, the key, and the index of its shard. `(tat, key)` pairs
+/// are distinct (a key lives in one shard), so they alone order candidates.
+type Candidate<'a> = (u64, Key<'a>, usize);
 
 #[derive(Debug)]
 pub(super) struct Shard {
@@ -172,7 +181,6 @@ pub(super) struct Shard {
     pub(super) strs: Table<ByteTable>,
     pub(super) bytes: Table<ByteTable>,
     pub(super) bigs: Table<ByteTable>,
-    pub(super) next_sweep: u64,
 }
 
 /// Runs `$body` with `$t` bound to the table of `$key`'s type and `$k` to its borrowed part.
@@ -205,20 +213,22 @@ macro_rules! with_table {
 pub(super) use with_table;
 
 impl Shard {
-    pub(super) fn new(hasher: &RandomState, next_sweep: u64) -> Self {
+    pub(super) fn new(hasher: &RandomState) -> Self {
         Self {
             ints: Table::new(hasher),
             strs: Table::new(hasher),
             bytes: Table::new(hasher),
             bigs: Table::new(hasher),
-            next_sweep,
         }
     }
 
-    fn len(&self) -> usize {
+    /// Keys in this shard (the tests check the shared count against it).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
         self.ints.tats.len() + self.strs.tats.len() + self.bytes.tats.len() + self.bigs.tats.len()
     }
 
+    /// Forgets the keys `forget` picks by TAT, except keys with waiters; returns how many.
     pub(super) fn forget(&mut self, forget: impl Fn(u64) -> bool + Copy) -> usize {
         self.ints.forget(forget)
             + self.strs.forget(forget)
@@ -226,32 +236,63 @@ impl Shard {
             + self.bigs.forget(forget)
     }
 
-    /// Makes room for one more key in a full shard; returns how many keys were forgotten.
-    pub(super) fn make_room(&mut self, now: u64, cap: usize) -> usize {
-        if self.len() < cap {
-            return 0;
+    /// Appends every key without waiters whose TAT is at most `bound` to `out`.
+    fn forgettable<'a>(&'a self, index: usize, bound: u64, out: &mut Vec<Candidate<'a>>) {
+        self.ints.forgettable(|k| Key::Int(*k), index, bound, out);
+        self.strs.forgettable(Key::Str, index, bound, out);
+        self.bytes.forgettable(Key::Bytes, index, bound, out);
+        self.bigs.forgettable(Key::BigInt, index, bound, out);
+    }
+}
+
+/// Makes room for one more key in a full table, `shards` being all of it (every shard locked):
+/// forgets every idle key (`tat <= now`), and if that is fewer than `batch`, as many of the keys
+/// closest to full (smallest `(tat, key)`) as make up `batch`. Keys with waiters are never
+/// forgotten. Returns how many went.
+///
+/// Each call reads every key, so each frees a whole batch (or all it can): with a few keys going
+/// idle between two inserts, freeing just those would read the table once per new key.
+pub(super) fn make_room<S: DerefMut<Target = Shard>>(
+    shards: &mut [S],
+    now: u64,
+    batch: usize,
+) -> usize {
+    let idle: usize = shards.iter_mut().map(|s| s.forget(|tat| tat <= now)).sum();
+    if idle >= batch {
+        return idle;
+    }
+    let batch = batch - idle; // at least 1
+    let victims: Vec<(OwnedKey, usize)> = {
+        // The `batch` smallest so far, plus the shard being added: memory stays near one shard's
+        // worth of keys (two batches at most) however many shards there are. Once `batch` are
+        // kept, a key whose TAT is above the largest kept cannot be among the smallest: it is
+        // not even collected (most keys, after the first shards).
+        let mut best: Vec<Candidate<'_>> = Vec::new();
+        let mut bound = u64::MAX;
+        for (index, shard) in shards.iter().enumerate() {
+            shard.forgettable(index, bound, &mut best);
+            if best.len() >= batch.saturating_mul(2) {
+                best.select_nth_unstable(batch - 1);
+                best.truncate(batch);
+                bound = best[batch - 1].0;
+            }
         }
-        let idle = self.forget(|tat| tat <= now);
-        if idle > 0 {
+        if best.is_empty() {
+            // Every key left has waiters: if none was idle either, the new key goes in over the
+            // cap rather than drop a reservation.
             return idle;
         }
-        let victims: Vec<OwnedKey> = {
-            let mut all = Vec::with_capacity(self.len());
-            self.ints.forgettable(|k| Key::Int(*k), &mut all);
-            self.strs.forgettable(Key::Str, &mut all);
-            self.bytes.forgettable(Key::Bytes, &mut all);
-            self.bigs.forgettable(Key::BigInt, &mut all);
-            if all.is_empty() {
-                return 0; // every key has waiters: go over the cap rather than drop a reservation
-            }
-            let k = (cap / 64).clamp(1, all.len());
-            // (tat, key) pairs are distinct, so the k smallest are one well-defined set.
-            all.select_nth_unstable(k - 1);
-            all[..k].iter().map(|&(_, key)| OwnedKey::of(key)).collect()
-        };
-        for victim in &victims {
-            with_table!(self, victim.as_key(), |t, k| t.tats.remove(k));
-        }
-        victims.len()
+        let k = batch.min(best.len());
+        // (tat, key) pairs are distinct, so the k smallest are one well-defined set.
+        best.select_nth_unstable(k - 1);
+        best[..k]
+            .iter()
+            .map(|&(_, key, index)| (OwnedKey::of(key), index))
+            .collect()
+    };
+    for (victim, index) in &victims {
+        let shard = &mut *shards[*index];
+        with_table!(shard, victim.as_key(), |t, k| t.tats.remove(k));
     }
+    idle + victims.len()
 }
