@@ -193,11 +193,15 @@ def test_every_native_wrapper_type_is_covered() -> None:
     assert backend_types == set(_every_wrapper(ManualClock())) | set(
         _every_async_wrapper(ManualClock())
     )
+    # ... and to the kinds the checks below run over, with the name of its engine getter.
+    assert backend_types == set(SYNC_KINDS) | set(ASYNC_KINDS) == set(ENGINE_GETTER)
 
 
-@pytest.mark.parametrize(
-    "kind", ["RetryCall", "BreakerCall", "LimitedCall", "KeyedLimitedCall"]
-)
+SYNC_KINDS = ["RetryCall", "BreakerCall", "LimitedCall", "KeyedLimitedCall"]
+ASYNC_KINDS = ["RetryAsyncCall", "BreakerAsyncCall", "LimitedAsyncCall"]
+
+
+@pytest.mark.parametrize("kind", SYNC_KINDS)
 def test_every_native_wrapper_behaves_like_the_function(
     kind: str, clock: ManualClock
 ) -> None:
@@ -250,9 +254,7 @@ ENGINE_GETTER = {
 }
 
 
-@pytest.mark.parametrize(
-    "kind", ["RetryAsyncCall", "BreakerAsyncCall", "LimitedAsyncCall"]
-)
+@pytest.mark.parametrize("kind", ASYNC_KINDS)
 def test_every_native_async_wrapper_behaves_like_the_coroutine_function(
     kind: str, clock: ManualClock
 ) -> None:

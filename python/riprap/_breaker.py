@@ -219,8 +219,7 @@ class CircuitBreaker:
         storage: object = None,
         on_storage_error: str = "local",
     ) -> None:
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        v.required_name(name)
         if config is None:
             config = CircuitBreakerConfig()
         elif not isinstance(config, CircuitBreakerConfig):

@@ -20,6 +20,7 @@ __all__ = [
     "CircuitOpenError",
     "FallbackExhaustedError",
     "FallbackExhaustedException",
+    "REJECTIONS",
     "RateLimitExceeded",
     "ResilienceError",
     "TimeoutExceededError",
@@ -161,3 +162,13 @@ CircuitBreakerOpenException = CircuitOpenError
 BulkheadRejectedException = BulkheadRejectedError
 BulkheadTimeoutException = BulkheadTimeoutError
 FallbackExhaustedException = FallbackExhaustedError
+
+
+#: riprap's own rejections: "riprap refused" (load shedding), not "the dependency failed". A
+#: retry policy does not retry them unless it names one of riprap's classes, and a circuit
+#: breaker never counts them as failures. Both backends read this one tuple.
+REJECTIONS: tuple[type[ResilienceError], ...] = (
+    RateLimitExceeded,
+    BulkheadRejectedError,
+    CircuitOpenError,
+)

@@ -29,6 +29,7 @@ __all__ = [
     "on_limit",
     "optional_number",
     "py_float",
+    "required_name",
     "secs_to_nanos",
     "storage_error_mode",
     "strings",
@@ -161,6 +162,13 @@ def _choice(field: str, value: object, expected: tuple[str, ...]) -> str:
         listed = ", ".join(f"'{e}'" for e in expected)
         raise ValueError(f"{field} must be one of {listed}, got '{value}'")
     return value
+
+
+def required_name(value: object) -> str:
+    """A primitive's `name` where one is required: a `str`."""
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"name must be a str, got {_type_name(value)}")
 
 
 def name(value: object) -> str | None:

@@ -23,11 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .._errors import (
-    BulkheadRejectedError,
-    CircuitOpenError,
-    RateLimitExceeded,
-)
+from .._errors import REJECTIONS, CircuitOpenError
 from .._fork import track
 from .._validate import (
     U64_MAX,
@@ -56,8 +52,6 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 SUCCESS, FAILURE, IGNORED = "success", "failure", "ignored"
 
 Transition = tuple[str, str]
-#: riprap's own rejections, never counted as failures.
-REJECTIONS = (RateLimitExceeded, BulkheadRejectedError, CircuitOpenError)
 _IDS = itertools.count()
 
 

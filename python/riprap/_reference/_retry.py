@@ -16,12 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import (
-    BulkheadRejectedError,
-    CircuitOpenError,
-    RateLimitExceeded,
-    ResilienceError,
-)
+from .._errors import REJECTIONS, ResilienceError
 from .._http import parse_retry_after
 from .._validate import U64_MAX, check_float, check_int
 from ._awaitable import Coroutine, Handover
@@ -36,8 +31,6 @@ __all__ = ["RetryAsyncCall", "RetryCall", "RetryEngine", "RetryGuard", "RetrySch
 GIVE_UP_ATTEMPTS = "attempts exhausted"
 GIVE_UP_DEADLINE = "the next wait would cross the deadline"
 GIVE_UP_BUDGET = "the retry budget is spent"
-#: riprap's own rejections: not retried unless the policy names their class.
-REJECTIONS = (RateLimitExceeded, BulkheadRejectedError, CircuitOpenError)
 
 logger = logging.getLogger("riprap")
 

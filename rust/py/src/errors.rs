@@ -14,7 +14,6 @@ use crate::vectorcall::raise_now;
 
 pyo3::import_exception!(riprap._errors, CircuitOpenError);
 pyo3::import_exception!(riprap._errors, RateLimitExceeded);
-pyo3::import_exception!(riprap._errors, BulkheadRejectedError);
 pyo3::import_exception!(riprap._errors, ResilienceError);
 
 static REJECTIONS: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
@@ -24,21 +23,17 @@ pub(crate) fn resilience_error(py: Python<'_>) -> Bound<'_, PyType> {
     ResilienceError::type_object(py)
 }
 
-/// riprap's own rejections: `(RateLimitExceeded, BulkheadRejectedError, CircuitOpenError)`.
-/// They mean "riprap refused" (load shedding), not "the dependency failed": a retry policy does
-/// not retry them unless it names them, and a breaker never counts them as failures.
+/// riprap's own rejections, `riprap._errors.REJECTIONS` (one tuple for both backends). They
+/// mean "riprap refused" (load shedding), not "the dependency failed": a retry policy does not
+/// retry them unless it names them, and a breaker never counts them as failures.
 pub(crate) fn rejections(py: Python<'_>) -> PyResult<&Bound<'_, PyTuple>> {
     Ok(REJECTIONS
         .get_or_try_init(py, || -> PyResult<_> {
-            Ok(PyTuple::new(
-                py,
-                [
-                    RateLimitExceeded::type_object(py),
-                    BulkheadRejectedError::type_object(py),
-                    CircuitOpenError::type_object(py),
-                ],
-            )?
-            .unbind())
+            Ok(py
+                .import("riprap._errors")?
+                .getattr("REJECTIONS")?
+                .cast_into::<PyTuple>()?
+                .unbind())
         })?
         .bind(py))
 }
