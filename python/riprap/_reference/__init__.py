@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._backoff import AdaptiveBackoff, RetrySchedule
 from ._breaker import BreakerCall, BreakerConfig, BreakerEngine, BreakerPermit
 from ._budget import RetryBudget
+from ._bulkhead import BulkheadCall, BulkheadConfig, BulkheadEngine, BulkheadPermit
 from ._clock import ManualClock, monotonic
 from ._keyed import KeyedLimitedCall, KeyedRateLimiter
 from ._limiter import LimitedCall, RateLimiter
@@ -31,6 +32,10 @@ __all__ = [
     "BreakerConfig",
     "BreakerEngine",
     "BreakerPermit",
+    "BulkheadCall",
+    "BulkheadConfig",
+    "BulkheadEngine",
+    "BulkheadPermit",
     "KeyedLimitedCall",
     "KeyedRateLimiter",
     "LimitedCall",

@@ -193,6 +193,11 @@ impl Bulkhead {
         })
     }
 
+    /// The bulkhead's id (unique in the process; every slot carries its bulkhead's).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Whether `slot` was handed out by this bulkhead.
     pub fn owns(&self, slot: &Slot) -> bool {
         slot.owner == self.id

@@ -7,6 +7,7 @@ mod attr;
 mod backoff;
 mod breaker;
 mod budget;
+mod bulkhead;
 mod clock;
 mod convert;
 mod errors;
@@ -28,6 +29,8 @@ mod _core {
     #[pymodule_export]
     use super::budget::PyRetryBudget;
     #[pymodule_export]
+    use super::bulkhead::{PyBulkheadCall, PyBulkheadConfig, PyBulkheadEngine, PyBulkheadPermit};
+    #[pymodule_export]
     use super::clock::{PyManualClock, monotonic};
     #[pymodule_export]
     use super::keyed::{PyKeyedLimitedCall, PyKeyedRateLimiter};
@@ -46,6 +49,7 @@ mod _core {
         super::breaker::PyBreakerCall::enable_vectorcall(m.py())?;
         super::limiter::PyLimitedCall::enable_vectorcall(m.py())?;
         super::keyed::PyKeyedLimitedCall::enable_vectorcall(m.py())?;
+        super::bulkhead::PyBulkheadCall::enable_vectorcall(m.py())?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

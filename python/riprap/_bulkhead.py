@@ -1,0 +1,599 @@
+"""Bulkheads (SPEC §8): the validated config and `Bulkhead` (alias `ResourceBulkhead`).
+
+How a call runs through a bulkhead:
+
+* `BulkheadConfig` compiles once into a core `BulkheadConfig` (validated by the core, so both
+  backends raise the same messages). `Bulkhead` *is* a core `BulkheadEngine` (a subclass), so
+  `with bh:` and the native wrapper of a decorated sync function reach the core without a Python
+  frame: while a slot is free and nobody waits, one compare-and-swap in and one out.
+* A caller that finds no free slot queues (first come, first served) or is rejected at once: the
+  queue is full, its deadline (`riprap.deadline` / `riprap.timeout` around it) comes before its
+  expected turn, or it already holds a slot of this bulkhead (waiting could deadlock). Sync
+  callers wait in the core with the GIL released; async callers await a future that the release
+  handing them the slot resolves (exactly that waiter is woken). A waiter that is cancelled gives
+  its place back, and a slot handed to it in the same tick goes on to the next waiter.
+* `timeout` bounds async calls (decorator, `async with`, `execute`): the task is cancelled when
+  it runs out and `BulkheadTimeoutError` is raised; a cancellation from outside stays a
+  `CancelledError`. One timer per bulkhead and event loop watches every call in flight (their
+  deadlines come in the order they started), so a call costs a dictionary entry, not a timer.
+  `execute(sync_func)` runs the function in a worker thread: at the timeout the caller gets
+  `BulkheadTimeoutError` and the thread is abandoned, its slot held until the function really
+  returns. The sync decorator and `with bh:` run in the caller's thread and cannot be interrupted:
+  they do not enforce `timeout` (wrap the function in `riprap.timeout`, or use `execute`).
+* Every slot is released exactly once, whatever ends the call (return, exception, cancellation,
+  timeout); control-flow exceptions pass through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import functools
+import itertools
+import threading
+import weakref
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from . import _fork, _timeout
+from ._backend import core
+from ._clock import check_clock, now_fn
+from ._decorate import decorate, is_async
+from ._errors import (
+    BulkheadRejectedError,
+    BulkheadTimeoutError,
+    CircuitOpenError,
+    RateLimitExceeded,
+)
+
+__all__ = ["Bulkhead", "BulkheadConfig", "ResourceBulkhead", "live_bulkheads"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exceptions that end a call without saying anything about the dependency: another layer of
+#: riprap refused it. They are not samples for the adaptive limit.
+IGNORED = (CircuitOpenError, RateLimitExceeded, BulkheadRejectedError)
+
+_MANUAL_SLICE = 0.005  # how often an async waiter on a manual clock looks at it again
+
+
+@dataclasses.dataclass(frozen=True)
+class BulkheadConfig:
+    """How many calls run at once, how many may wait, and for how long.
+
+    The first four fields and their defaults are the seed design's; `max_wait` and
+    `slow_call_duration` are riprap's. Construction validates every field and raises
+    `ValueError`/`TypeError` naming the bad one. The config is immutable and may be shared.
+
+    Attributes:
+        max_concurrent_calls: Calls allowed to run at once (1 to 10**9).
+        max_queue_size: Callers allowed to wait for a slot (0 to 10**9); beyond that a caller is
+            rejected at once.
+        timeout: Seconds an async call (or a call run by `execute`) may run before it is
+            cancelled (or abandoned) with `BulkheadTimeoutError` (> 0).
+        isolation_level: "strict" (at most `max_concurrent_calls`), "shared" (at most
+            `int(1.2 * max_concurrent_calls)`) or "adaptive" (a limit that moves between 1 and
+            `max_concurrent_calls`: halved when calls fail, time out or are slow, raised one step
+            per round of successful calls made while at least half of it was in use).
+        max_wait: Seconds a caller may wait in the queue before `BulkheadRejectedError` (None:
+            as long as it takes; 0: never wait).
+        slow_call_duration: "adaptive" only: a successful call lasting at least this long counts
+            against the limit like a failure (None: half of `timeout`).
+    """
+
+    max_concurrent_calls: int = 10
+    max_queue_size: int = 100
+    timeout: float = 30.0
+    isolation_level: str = "strict"
+    max_wait: float | None = None
+    slow_call_duration: float | None = None
+    _core: core.BulkheadConfig = dataclasses.field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "_core",
+            core.BulkheadConfig(
+                max_concurrent_calls=self.max_concurrent_calls,
+                max_queue_size=self.max_queue_size,
+                timeout=self.timeout,
+                isolation_level=self.isolation_level,
+                max_wait=self.max_wait,
+                slow_call_duration=self.slow_call_duration,
+            ),
+        )
+
+
+# Indexes into a call's entry: [deadline, task, cancelling() at entry, started, fired].
+_AT, _TASK, _CANCELLING, _START, _FIRED = range(5)
+
+
+class _Calls:
+    """The async calls one bulkhead runs on one event loop.
+
+    Every call has the same `timeout` and deadlines are taken from one monotonic clock, so the
+    calls' deadlines come in the order they started: one timer, armed for the oldest call,
+    watches them all. A call that runs out has its task cancelled; the call's own `except`
+    turns that into `BulkheadTimeoutError`. On a manual clock no timer is armed (time only moves
+    when a test moves it): a call that overran is timed out when it ends.
+    """
+
+    __slots__ = ("_entries", "_handle", "_keys", "_loop", "_manual", "_now", "_timeout")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, bulkhead: Bulkhead) -> None:
+        self._loop = loop
+        self._timeout = bulkhead.timeout
+        self._manual = bulkhead.clock is not None
+        self._now = now_fn(bulkhead.clock)
+        self._entries: dict[int, list[Any]] = {}  # insertion order = deadline order
+        self._keys = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def enter(self, task: asyncio.Task[Any]) -> int:
+        """Start watching a call that runs in `task`; returns its key."""
+        now = self._now()
+        key = next(self._keys)
+        self._entries[key] = [now + self._timeout, task, task.cancelling(), now, False]
+        if self._handle is None and not self._manual:
+            self._handle = self._loop.call_later(self._timeout, self._fire)
+        return key
+
+    def leave(self, key: int, exc: BaseException | None) -> bool:
+        """Stop watching a call that ended with `exc`; whether it timed out.
+
+        A call whose task this watchdog cancelled, with no other cancellation requested since
+        it started, timed out (and `uncancel()` takes our request back, so the task's
+        `cancelling()` count stays balanced); one cancelled from outside as well did not.
+        """
+        entry = self._entries.pop(key)
+        if entry[_FIRED]:
+            task: asyncio.Task[Any] = entry[_TASK]
+            return task.uncancel() <= entry[_CANCELLING] and isinstance(
+                exc, asyncio.CancelledError
+            )
+        return (
+            self._manual
+            and (exc is None or isinstance(exc, Exception))
+            and self._now() - entry[_START] >= self._timeout
+        )
+
+    def _fire(self) -> None:
+        self._handle = None
+        now = self._now()
+        for entry in self._entries.values():
+            if entry[_AT] > now:
+                self._handle = self._loop.call_later(entry[_AT] - now, self._fire)
+                return
+            if not entry[_FIRED]:
+                entry[_FIRED] = True
+                entry[_TASK].cancel()
+
+    def holds(self, task: asyncio.Task[Any] | None) -> bool:
+        """Whether `task` runs a call in a slot of this bulkhead."""
+        return task is not None and any(
+            e[_TASK] is task for e in self._entries.values()
+        )
+
+
+class _InFlight:
+    """A bulkhead's `_Calls`, one per event loop (no loop is captured at construction)."""
+
+    __slots__ = ("__weakref__", "_bulkhead", "_by_loop", "_last", "_lock")
+
+    def __init__(self) -> None:
+        self._bulkhead: weakref.ref[Bulkhead] | None = None
+        self._after_fork()
+        _fork.track(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Calls] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last: tuple[asyncio.AbstractEventLoop | None, _Calls | None] = (
+            None,
+            None,
+        )
+
+    def calls(self, loop: asyncio.AbstractEventLoop) -> _Calls:
+        """The calls on `loop` (created on first use)."""
+        last_loop, last = self._last
+        if last_loop is loop and last is not None:
+            return last
+        with self._lock:
+            calls = self._by_loop.get(loop)
+            if calls is None:
+                bulkhead = self._bulkhead() if self._bulkhead is not None else None
+                assert bulkhead is not None
+                calls = self._by_loop[loop] = _Calls(loop, bulkhead)
+        self._last = (loop, calls)
+        return calls
+
+    def holds(self) -> bool:
+        """Whether the current asyncio task holds a slot (the engine asks before a wait)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        with self._lock:
+            calls = self._by_loop.get(loop)
+        return calls is not None and calls.holds(asyncio.current_task(loop))
+
+
+class _Waiter:
+    """An async waiter's wake-up: a future re-armed for each wait, woken from any thread."""
+
+    __slots__ = ("_fut", "_loop", "_thread", "_woken")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.get_ident()
+        self._fut: asyncio.Future[None] | None = None
+        self._woken = False
+
+    def wake(self) -> None:
+        self._woken = True
+        fut = self._fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def wake_threadsafe(self) -> None:
+        """What the engine calls (from the releasing thread) when the ticket is decided."""
+        if threading.get_ident() == self._thread:
+            self.wake()  # a release on the loop's own thread: no self-pipe write needed
+        else:
+            self._loop.call_soon_threadsafe(self.wake)
+
+    def arm(self) -> asyncio.Future[None]:
+        fut = self._fut = self._loop.create_future()
+        if self._woken:
+            self._woken = False
+            fut.set_result(None)
+        return fut
+
+
+async def _wait_for_slot(bulkhead: Bulkhead, ticket: int) -> Any:
+    """Wait until `ticket` is granted; give the place back if anything ends the wait early."""
+    loop = asyncio.get_running_loop()
+    waiter = _Waiter(loop)
+    bulkhead._watch(ticket, waiter.wake_threadsafe)
+    max_wait, clock = bulkhead.max_wait, bulkhead.clock
+    now = now_fn(clock)
+    expires = None if max_wait is None else now() + max_wait
+    try:
+        while True:
+            permit = bulkhead._claim(
+                ticket
+            )  # raises BulkheadRejectedError when out of time
+            if permit is not None:
+                return permit
+            fut = waiter.arm()
+            timer = None
+            if expires is not None:
+                delay = (
+                    _MANUAL_SLICE if clock is not None else max(0.0, expires - now())
+                )
+                timer = loop.call_later(delay, waiter.wake)
+            try:
+                await fut
+            finally:
+                if timer is not None:
+                    timer.cancel()
+    except BaseException:
+        # Cancelled, or the caller's deadline ended the wait: give the place back (a slot
+        # handed over in the same tick goes on to the next waiter).
+        bulkhead._cancel(ticket)
+        raise
+    finally:
+        bulkhead._unwatch(ticket)
+
+
+_LIVE: weakref.WeakValueDictionary[int, Bulkhead] = weakref.WeakValueDictionary()
+_IDS = itertools.count()
+
+
+def live_bulkheads() -> list[Bulkhead]:
+    """Every bulkhead still alive, manager-made or not, oldest first (for monitors, metrics)."""
+    return list(_LIVE.values())
+
+
+class Bulkhead(core.BulkheadEngine):
+    """A bulkhead: at most N calls to a dependency at once, a bounded FIFO queue for the rest.
+
+    Use it as `await bh.execute(func, *args, **kwargs)` (sync or async `func`), as a decorator
+    on sync and async functions and methods (`@bh`), or as `with bh:` / `async with bh:`. One
+    bulkhead serves any number of threads and event loops at once.
+
+    Admission: at most `max_concurrent_calls` calls run at once (20 % more, rounded down, for
+    "shared"; a moving limit for "adaptive", shown as `current_limit` in the stats). A caller
+    that finds every slot busy waits in the queue, first come first served (a newcomer never
+    overtakes a waiter), or is rejected at once with `BulkheadRejectedError` when the queue is
+    full, when its own deadline (a `riprap.deadline` or `riprap.timeout` around it) comes before
+    its expected turn (estimated from the bulkhead's recent call durations), or when it already
+    holds a slot of this bulkhead (the same thread, or the same asyncio task: waiting for a
+    second slot could deadlock). A waiter still queued after `max_wait` is rejected, and a sync
+    wait that reaches the caller's deadline raises `TimeoutExceededError`. Sync waiters block
+    with the GIL released (Ctrl-C works); async waiters are woken exactly when their slot is
+    handed to them; a waiter that is cancelled gives its place back.
+
+    Timeouts: see the module docs. Async calls are cancelled at `timeout` with
+    `BulkheadTimeoutError`; `execute` runs a sync function in a worker thread it abandons at
+    `timeout` (the slot stays taken until the function returns); the sync decorator and
+    `with bh:` cannot interrupt the caller's own thread and do not enforce `timeout`.
+
+    Args:
+        name: The bulkhead's name (in errors and stats).
+        config: A `BulkheadConfig` (default: `BulkheadConfig()`).
+        clock: A `riprap.testing.ManualClock` (default: the monotonic clock).
+
+    .. versionadded:: 0.1.0
+    """
+
+    _config: BulkheadConfig
+    _inflight: _InFlight
+    _scopes: contextvars.ContextVar[tuple[tuple[Any, _Calls, int], ...]]
+
+    def __new__(
+        cls, name: str, config: BulkheadConfig | None = None, *, clock: object = None
+    ) -> Bulkhead:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        if config is None:
+            config = BulkheadConfig()
+        elif not isinstance(config, BulkheadConfig):
+            raise TypeError(
+                f"config must be a BulkheadConfig, got {type(config).__name__}"
+            )
+        inflight = _InFlight()
+        self = super().__new__(
+            cls,
+            name,
+            config._core,
+            clock=check_clock(clock),
+            ignored=IGNORED,
+            held=inflight.holds,
+        )
+        inflight._bulkhead = weakref.ref(self)
+        self._config = config
+        self._inflight = inflight
+        # Slots of `async with` blocks, per task (a stack, for nesting).
+        self._scopes = contextvars.ContextVar(f"riprap.bulkhead.{name}", default=())
+        _LIVE[next(_IDS)] = self
+        return self
+
+    @property
+    def config(self) -> BulkheadConfig:
+        """The configuration."""
+        return self._config
+
+    def get_stats(self) -> dict[str, Any]:
+        """A snapshot of the bulkhead.
+
+        Keys (the seed's first, then riprap's):
+
+        * `name`; `active_calls`: slots held now (calls running, including timed-out sync
+          calls that have not returned yet); `queued_calls`: callers waiting now.
+        * `rejected_calls`: every rejection since creation; `total_calls`: every call that
+          asked for a slot (admitted, waiting, rejected, or gave up while waiting);
+          `rejection_rate`: `rejected_calls / total_calls` (0.0 before any call).
+        * `utilization`: `active_calls / max_concurrent_calls` ("shared" can reach 1.2).
+        * `config`: `max_concurrent`, `max_queue_size`, `timeout`, `isolation_level`,
+          `max_wait`, `slow_call_duration`.
+        * `current_limit`: the admission limit now (`max_concurrent_calls`, 20 % more for
+          "shared", the moving limit for "adaptive").
+        * `admitted_calls` (at once or after waiting), `waited_calls` (admitted after waiting),
+          `cancelled_waits` (gave up while waiting: cancelled, interrupted, or their deadline
+          came), `timed_out_calls`, `running_after_timeout` (timed-out sync calls still running
+          in their abandoned thread, holding their slot).
+        * `average_duration`: the mean time a call held its slot, in seconds, over the calls
+          measured (those admitted into a full bulkhead or from the queue, and every call in
+          adaptive mode); None before any. It is what deadline-aware queueing estimates waits
+          from.
+        * `rejected_queue_full`, `rejected_max_wait`, `rejected_deadline`, `rejected_reentrant`:
+          the rejections by reason.
+
+        Reading the stats rejects (and wakes) waiters whose `max_wait` has run out.
+        """
+        return super().get_stats()
+
+    # -- decorator -----------------------------------------------------------------------------
+
+    def __call__(self, func: F) -> F:
+        """Guard a sync or async function, method or callable with this bulkhead.
+
+        The wrapper keeps `__wrapped__`, `__name__`, the signature and
+        `inspect.iscoroutinefunction`; on a sync function it is a native object that binds as a
+        method. Generator functions are refused with TypeError. The wrapper's `bulkhead`
+        attribute is this bulkhead.
+        """
+
+        def tag(wrapper: Any) -> Any:
+            wrapper.bulkhead = self
+            return wrapper
+
+        return cast(
+            F,
+            decorate(
+                func,
+                "a bulkhead",
+                native=lambda f: tag(core.BulkheadCall(f, self)),
+                coroutine=lambda f: tag(_guard_async(f, self)),
+            ),
+        )
+
+    # -- async machinery ----------------------------------------------------------------------
+
+    async def _acquire_async(self) -> Any:
+        """A permit for an async caller: at once, or after waiting its turn."""
+        permit = self.try_acquire()
+        if permit is not None:
+            return permit
+        got = self._acquire(self._inflight.holds(), _timeout.remaining())
+        if isinstance(got, int):
+            return await _wait_for_slot(self, got)
+        return got
+
+    def _timed_out_error(self, permit: Any) -> BulkheadTimeoutError:
+        self._timed_out(permit)
+        return BulkheadTimeoutError(self.name, self.timeout)
+
+    async def execute(
+        self, func: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Run `func(*args, **kwargs)` in a slot; `func` may be sync or async.
+
+        An async function runs in the caller's task and is cancelled at `timeout`. A sync
+        function runs in a worker thread; at `timeout` the caller stops waiting and the thread
+        is abandoned, keeping its slot until the function returns. If a sync function returns
+        an awaitable, it is awaited in the slot, within the same `timeout`.
+
+        Raises:
+            BulkheadRejectedError: no slot (see the class docs); a fresh instance every time.
+            BulkheadTimeoutError: the call ran longer than `timeout`.
+        """
+        if is_async(func):
+            return await _guard_async(func, self)(*args, **kwargs)
+        permit = await self._acquire_async()
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        calls = self._inflight.calls(loop)
+        key = calls.enter(task)
+        job = _timeout._Job()
+        arrived: asyncio.Future[None] = loop.create_future()
+        ctx = contextvars.copy_context()
+
+        def deliver() -> None:
+            if not arrived.done():  # the caller may have left (RELIABILITY K7)
+                arrived.set_result(None)
+
+        def work() -> None:
+            job.run(ctx, self._call_held, (func, *args), kwargs)
+            with contextlib.suppress(RuntimeError):  # a closed loop: the caller is gone
+                loop.call_soon_threadsafe(deliver)
+
+        _timeout.submit(work)
+        try:
+            await arrived
+        except BaseException as exc:
+            timed_out = calls.leave(key, exc)
+            # The function is still running: its thread releases the slot when it returns.
+            if not job.abandon(lambda: self.release(permit, job.error)):
+                self.release(permit, job.error)
+            if timed_out:
+                raise self._timed_out_error(permit) from exc
+            raise
+        timed_out = calls.leave(key, None)
+        if timed_out:  # a manual clock that the call moved past its timeout
+            error = self._timed_out_error(permit)
+            self.release(permit, job.error)
+            raise error
+        if job.error is None and _is_awaitable(job.result):
+            return await self._finish_awaitable(permit, calls, task, job.result)
+        self.release(permit, job.error)
+        return job.outcome()
+
+    async def _finish_awaitable(
+        self, permit: Any, calls: _Calls, task: asyncio.Task[Any], awaitable: Any
+    ) -> Any:
+        key = calls.enter(task)
+        try:
+            result = await awaitable
+        except BaseException as exc:
+            if calls.leave(key, exc):
+                error = self._timed_out_error(permit)
+                self.release(permit, exc)
+                raise error from exc
+            self.release(permit, exc)
+            raise
+        if calls.leave(key, None):
+            error = self._timed_out_error(permit)
+            self.release(permit)
+            raise error
+        self.release(permit)
+        return result
+
+    async def __aenter__(self) -> Bulkhead:
+        permit = await self._acquire_async()
+        task = asyncio.current_task()
+        assert task is not None
+        calls = self._inflight.calls(task.get_loop())
+        key = calls.enter(task)
+        self._scopes.set((*self._scopes.get(), (permit, calls, key)))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack = self._scopes.get()
+        if not stack:
+            raise RuntimeError(
+                f"bulkhead {self.name!r}: async exit without a matching enter in this task"
+            )
+        permit, calls, key = stack[-1]
+        self._scopes.set(stack[:-1])
+        if calls.leave(key, exc):
+            error = self._timed_out_error(permit)
+            self.release(permit, exc)
+            raise error from exc
+        self.release(permit, exc)
+
+    def __repr__(self) -> str:
+        s = super().get_stats()
+        return (
+            f"<Bulkhead {self.name!r} {s['active_calls']}/{s['current_limit']} active, "
+            f"{s['queued_calls']} queued>"
+        )
+
+
+def _is_awaitable(value: object) -> bool:
+    return isinstance(value, Awaitable)
+
+
+def _guard_async(
+    func: Callable[..., Awaitable[Any]], bulkhead: Bulkhead
+) -> Callable[..., Any]:
+    try_acquire, release, acquire = (
+        bulkhead.try_acquire,
+        bulkhead.release,
+        bulkhead._acquire_async,
+    )
+    inflight = bulkhead._inflight
+    current_task = asyncio.current_task
+
+    @functools.wraps(func)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        permit = try_acquire()
+        if permit is None:
+            permit = await acquire()
+        task = current_task()
+        calls = inflight.calls(task.get_loop())  # type: ignore[union-attr]
+        key = calls.enter(task)  # type: ignore[arg-type]
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            if calls.leave(key, exc):
+                error = bulkhead._timed_out_error(permit)
+                release(permit, exc)
+                raise error from exc
+            release(permit, exc)
+            raise
+        if calls.leave(key, None):
+            error = bulkhead._timed_out_error(permit)
+            release(permit)
+            raise error
+        release(permit)
+        return result
+
+    return guarded
+
+
+ResourceBulkhead = Bulkhead
