@@ -33,8 +33,9 @@ import dataclasses
 import functools
 import itertools
 import threading
+import types
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -109,81 +110,89 @@ class BulkheadConfig:
         )
 
 
-# Indexes into a call's entry: [deadline, task, cancelling() at entry, started, fired].
-_AT, _TASK, _CANCELLING, _START, _FIRED = range(5)
-
-
 class _Calls:
-    """The async calls one bulkhead runs on one event loop.
+    """The async calls one bulkhead runs on one event loop, and their timeout.
 
-    Every call has the same `timeout` and deadlines are taken from one monotonic clock, so the
-    calls' deadlines come in the order they started: one timer, armed for the oldest call,
-    watches them all. A call that runs out has its task cancelled; the call's own `except`
-    turns that into `BulkheadTimeoutError`. On a manual clock no timer is armed (time only moves
-    when a test moves it): a call that overran is timed out when it ends.
+    Every call has the same `timeout` and its deadline is taken from one monotonic clock when it
+    starts, so the calls' deadlines come in the order they started (the order of `entries`): one
+    timer, armed for the oldest call, watches them all, and a call costs a dictionary entry
+    instead of a loop timer (which costs more than a whole guarded call). A call that runs out
+    has its task cancelled; the call's own `except` turns that into `BulkheadTimeoutError`. On a
+    manual clock no timer is armed (time only moves when a test moves it): a call that overran
+    is timed out when it ends. The hot path reads `entries`, `fired` and `handle` directly.
     """
 
-    __slots__ = ("_entries", "_handle", "_keys", "_loop", "_manual", "_now", "_timeout")
+    __slots__ = ("entries", "fired", "handle", "loop", "manual", "now", "timeout")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, bulkhead: Bulkhead) -> None:
-        self._loop = loop
-        self._timeout = bulkhead.timeout
-        self._manual = bulkhead.clock is not None
-        self._now = now_fn(bulkhead.clock)
-        self._entries: dict[int, list[Any]] = {}  # insertion order = deadline order
-        self._keys = itertools.count()
-        self._handle: asyncio.TimerHandle | None = None
+        self.loop = loop
+        self.timeout = bulkhead.timeout
+        self.manual = bulkhead.clock is not None
+        self.now = now_fn(bulkhead.clock)
+        #: permit -> (deadline, task, the task's cancelling() when the call started)
+        self.entries: dict[Any, tuple[float, asyncio.Task[Any], int]] = {}
+        #: permits whose task the timer cancelled
+        self.fired: set[Any] = set()
+        self.handle: asyncio.TimerHandle | None = None
 
-    def enter(self, task: asyncio.Task[Any]) -> int:
-        """Start watching a call that runs in `task`; returns its key."""
-        now = self._now()
-        key = next(self._keys)
-        self._entries[key] = [now + self._timeout, task, task.cancelling(), now, False]
-        if self._handle is None and not self._manual:
-            self._handle = self._loop.call_later(self._timeout, self._fire)
-        return key
+    def enter(self, key: Any, task: asyncio.Task[Any]) -> None:
+        """Start watching the call holding `key` (its permit), run by `task`."""
+        self.entries[key] = (self.now() + self.timeout, task, task.cancelling())
+        if self.handle is None:
+            self.arm()
 
-    def leave(self, key: int, exc: BaseException | None) -> bool:
-        """Stop watching a call that ended with `exc`; whether it timed out.
+    def arm(self) -> None:
+        """Arm the timer for the oldest call (called when none is armed)."""
+        if not self.manual:
+            self.handle = self.loop.call_later(self.timeout, self._fire)
 
-        A call whose task this watchdog cancelled, with no other cancellation requested since
-        it started, timed out (and `uncancel()` takes our request back, so the task's
-        `cancelling()` count stays balanced); one cancelled from outside as well did not.
+    def leave(self, key: Any, exc: BaseException | None) -> bool:
+        """Stop watching the call holding `key`, which ended with `exc`; whether it timed out."""
+        entry = self.entries.pop(key)
+        return bool(self.fired or self.manual) and self.timed_out(key, entry, exc)
+
+    def timed_out(
+        self,
+        key: Any,
+        entry: tuple[float, asyncio.Task[Any], int],
+        exc: BaseException | None,
+    ) -> bool:
+        """Whether the call holding `key` (its `entry` popped already) timed out.
+
+        A call whose task the timer cancelled, with no other cancellation requested since it
+        started, timed out; `uncancel()` takes the timer's request back, so the task's
+        `cancelling()` count stays balanced. One also cancelled from outside did not.
         """
-        entry = self._entries.pop(key)
-        if entry[_FIRED]:
-            task: asyncio.Task[Any] = entry[_TASK]
-            return task.uncancel() <= entry[_CANCELLING] and isinstance(
+        if key in self.fired:
+            self.fired.discard(key)
+            return entry[1].uncancel() <= entry[2] and isinstance(
                 exc, asyncio.CancelledError
             )
         return (
-            self._manual
+            self.manual
             and (exc is None or isinstance(exc, Exception))
-            and self._now() - entry[_START] >= self._timeout
+            and self.now() >= entry[0]
         )
 
     def _fire(self) -> None:
-        self._handle = None
-        now = self._now()
-        for entry in self._entries.values():
-            if entry[_AT] > now:
-                self._handle = self._loop.call_later(entry[_AT] - now, self._fire)
+        self.handle = None
+        now = self.now()
+        for key, (at, task, _) in self.entries.items():
+            if at > now:
+                self.handle = self.loop.call_later(at - now, self._fire)
                 return
-            if not entry[_FIRED]:
-                entry[_FIRED] = True
-                entry[_TASK].cancel()
-
-    def holds(self, task: asyncio.Task[Any] | None) -> bool:
-        """Whether `task` runs a call in a slot of this bulkhead."""
-        return task is not None and any(
-            e[_TASK] is task for e in self._entries.values()
-        )
+            if key not in self.fired:
+                self.fired.add(key)
+                task.cancel()
 
 
 class _InFlight:
-    """A bulkhead's `_Calls`, one per event loop (no loop is captured at construction)."""
+    """A bulkhead's `_Calls`, one per event loop (no loop is captured at construction).
 
-    __slots__ = ("__weakref__", "_bulkhead", "_by_loop", "_last", "_lock")
+    `last` caches the most recent loop's `_Calls` (one attribute read on the hot path).
+    """
+
+    __slots__ = ("__weakref__", "_bulkhead", "_by_loop", "_lock", "last")
 
     def __init__(self) -> None:
         self._bulkhead: weakref.ref[Bulkhead] | None = None
@@ -195,14 +204,11 @@ class _InFlight:
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Calls] = (
             weakref.WeakKeyDictionary()
         )
-        self._last: tuple[asyncio.AbstractEventLoop | None, _Calls | None] = (
-            None,
-            None,
-        )
+        self.last: tuple[asyncio.AbstractEventLoop | None, _Calls | None] = (None, None)
 
     def calls(self, loop: asyncio.AbstractEventLoop) -> _Calls:
         """The calls on `loop` (created on first use)."""
-        last_loop, last = self._last
+        last_loop, last = self.last
         if last_loop is loop and last is not None:
             return last
         with self._lock:
@@ -211,18 +217,8 @@ class _InFlight:
                 bulkhead = self._bulkhead() if self._bulkhead is not None else None
                 assert bulkhead is not None
                 calls = self._by_loop[loop] = _Calls(loop, bulkhead)
-        self._last = (loop, calls)
+        self.last = (loop, calls)
         return calls
-
-    def holds(self) -> bool:
-        """Whether the current asyncio task holds a slot (the engine asks before a wait)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        with self._lock:
-            calls = self._by_loop.get(loop)
-        return calls is not None and calls.holds(asyncio.current_task(loop))
 
 
 class _Waiter:
@@ -315,8 +311,10 @@ class Bulkhead(core.BulkheadEngine):
     overtakes a waiter), or is rejected at once with `BulkheadRejectedError` when the queue is
     full, when its own deadline (a `riprap.deadline` or `riprap.timeout` around it) comes before
     its expected turn (estimated from the bulkhead's recent call durations), or when it already
-    holds a slot of this bulkhead (the same thread, or the same asyncio task: waiting for a
-    second slot could deadlock). A waiter still queued after `max_wait` is rejected, and a sync
+    holds a slot of this bulkhead: waiting for a second slot could deadlock. "It" is the same
+    thread, or the same asyncio task and the tasks created while it holds the slot (it may be
+    awaiting them: `asyncio.wait_for`, `gather`); such a task is still admitted when a slot is
+    free, and rejected rather than queued when none is. A waiter still queued after `max_wait` is rejected, and a sync
     wait that reaches the caller's deadline raises `TimeoutExceededError`. Sync waiters block
     with the GIL released (Ctrl-C works); async waiters are woken exactly when their slot is
     handed to them; a waiter that is cancelled gives its place back.
@@ -334,9 +332,10 @@ class Bulkhead(core.BulkheadEngine):
     .. versionadded:: 0.1.0
     """
 
-    _config: BulkheadConfig
+    _settings: BulkheadConfig
     _inflight: _InFlight
-    _scopes: contextvars.ContextVar[tuple[tuple[Any, _Calls, int], ...]]
+    _scopes: contextvars.ContextVar[tuple[tuple[Any, _Calls, Any], ...]]
+    _holding: contextvars.ContextVar[bool]
 
     def __new__(
         cls, name: str, config: BulkheadConfig | None = None, *, clock: object = None
@@ -350,17 +349,23 @@ class Bulkhead(core.BulkheadEngine):
                 f"config must be a BulkheadConfig, got {type(config).__name__}"
             )
         inflight = _InFlight()
+        # Set while the current context (a task, or a thread's calls) holds a slot; tasks
+        # created meanwhile inherit it. Read only when a caller is about to wait.
+        held: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"riprap.bulkhead.{name}.held", default=False
+        )
         self = super().__new__(
             cls,
             name,
             config._core,
             clock=check_clock(clock),
             ignored=IGNORED,
-            held=inflight.holds,
+            held=held.get,
         )
         inflight._bulkhead = weakref.ref(self)
-        self._config = config
+        self._settings = config
         self._inflight = inflight
+        self._holding = held
         # Slots of `async with` blocks, per task (a stack, for nesting).
         self._scopes = contextvars.ContextVar(f"riprap.bulkhead.{name}", default=())
         _LIVE[next(_IDS)] = self
@@ -369,7 +374,7 @@ class Bulkhead(core.BulkheadEngine):
     @property
     def config(self) -> BulkheadConfig:
         """The configuration."""
-        return self._config
+        return self._settings
 
     def get_stats(self) -> dict[str, Any]:
         """A snapshot of the bulkhead.
@@ -433,10 +438,17 @@ class Bulkhead(core.BulkheadEngine):
         permit = self.try_acquire()
         if permit is not None:
             return permit
-        got = self._acquire(self._inflight.holds(), _timeout.remaining())
+        got = self._acquire(self._holding.get(), _timeout.remaining())
         if isinstance(got, int):
             return await _wait_for_slot(self, got)
         return got
+
+    def _track(self, permit: Any) -> _Calls:
+        """Watch the call holding `permit`, run by the current task, for its timeout."""
+        task: Any = asyncio.current_task()
+        calls = self._inflight.calls(task.get_loop())
+        calls.enter(permit, task)
+        return calls
 
     def _timed_out_error(self, permit: Any) -> BulkheadTimeoutError:
         self._timed_out(permit)
@@ -463,7 +475,7 @@ class Bulkhead(core.BulkheadEngine):
         assert task is not None
         loop = task.get_loop()
         calls = self._inflight.calls(loop)
-        key = calls.enter(task)
+        calls.enter(permit, task)
         job = _timeout._Job()
         arrived: asyncio.Future[None] = loop.create_future()
         ctx = contextvars.copy_context()
@@ -481,14 +493,14 @@ class Bulkhead(core.BulkheadEngine):
         try:
             await arrived
         except BaseException as exc:
-            timed_out = calls.leave(key, exc)
+            timed_out = calls.leave(permit, exc)
             # The function is still running: its thread releases the slot when it returns.
             if not job.abandon(lambda: self.release(permit, job.error)):
                 self.release(permit, job.error)
             if timed_out:
                 raise self._timed_out_error(permit) from exc
             raise
-        timed_out = calls.leave(key, None)
+        timed_out = calls.leave(permit, None)
         if timed_out:  # a manual clock that the call moved past its timeout
             error = self._timed_out_error(permit)
             self.release(permit, job.error)
@@ -501,17 +513,17 @@ class Bulkhead(core.BulkheadEngine):
     async def _finish_awaitable(
         self, permit: Any, calls: _Calls, task: asyncio.Task[Any], awaitable: Any
     ) -> Any:
-        key = calls.enter(task)
+        calls.enter(permit, task)
         try:
             result = await awaitable
         except BaseException as exc:
-            if calls.leave(key, exc):
+            if calls.leave(permit, exc):
                 error = self._timed_out_error(permit)
                 self.release(permit, exc)
                 raise error from exc
             self.release(permit, exc)
             raise
-        if calls.leave(key, None):
+        if calls.leave(permit, None):
             error = self._timed_out_error(permit)
             self.release(permit)
             raise error
@@ -523,8 +535,9 @@ class Bulkhead(core.BulkheadEngine):
         task = asyncio.current_task()
         assert task is not None
         calls = self._inflight.calls(task.get_loop())
-        key = calls.enter(task)
-        self._scopes.set((*self._scopes.get(), (permit, calls, key)))
+        calls.enter(permit, task)
+        token = self._holding.set(True)
+        self._scopes.set((*self._scopes.get(), (permit, calls, token)))
         return self
 
     async def __aexit__(
@@ -538,9 +551,10 @@ class Bulkhead(core.BulkheadEngine):
             raise RuntimeError(
                 f"bulkhead {self.name!r}: async exit without a matching enter in this task"
             )
-        permit, calls, key = stack[-1]
+        permit, calls, token = stack[-1]
         self._scopes.set(stack[:-1])
-        if calls.leave(key, exc):
+        self._holding.reset(token)
+        if calls.leave(permit, exc):
             error = self._timed_out_error(permit)
             self.release(permit, exc)
             raise error from exc
@@ -558,40 +572,89 @@ def _is_awaitable(value: object) -> bool:
     return isinstance(value, Awaitable)
 
 
+@types.coroutine
+def _rest(bulkhead: Bulkhead, aw: Any, yielded: Any) -> Generator[Any, Any, Any]:
+    """`await aw` from where its first step suspended (having yielded `yielded`).
+
+    Each step runs through the engine's `_step` / `_throw`, which mark the thread as holding a
+    slot of this bulkhead while the call's own code runs: a call it makes into the same
+    bulkhead is then seen as re-entrant.
+    """
+    step, throw = bulkhead._step, bulkhead._throw
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            close = getattr(aw, "close", None)
+            if close is not None:
+                close()
+            raise
+        except BaseException as exc:  # a cancellation (or a throw) goes to the call
+            done, yielded = throw(aw, exc)
+        else:
+            done, yielded = step(aw, sent)
+        if done:
+            return yielded
+
+
 def _guard_async(
     func: Callable[..., Awaitable[Any]], bulkhead: Bulkhead
 ) -> Callable[..., Any]:
-    try_acquire, release, acquire = (
+    """The coroutine function a decorated async function becomes (also used by `execute`).
+
+    A call that completes without suspending cannot outlive its timeout (the event loop never
+    ran meanwhile), so it needs no watchdog: the call's first step runs right here, and only a
+    call that suspends is registered with the loop's `_Calls` (which needs the current task, a
+    lookup that costs more than the rest of the call). On a manual clock every call is timed
+    from its start instead.
+    """
+    try_acquire, release, acquire, step = (
         bulkhead.try_acquire,
         bulkhead.release,
         bulkhead._acquire_async,
+        bulkhead._step,
     )
-    inflight = bulkhead._inflight
-    current_task = asyncio.current_task
+    manual = bulkhead.clock is not None
+    now = now_fn(bulkhead.clock)
+    timeout = bulkhead.timeout
+    coroutine = types.CoroutineType
+    hold, unhold = bulkhead._holding.set, bulkhead._holding.reset
 
     @functools.wraps(func)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         permit = try_acquire()
         if permit is None:
             permit = await acquire()
-        task = current_task()
-        calls = inflight.calls(task.get_loop())  # type: ignore[union-attr]
-        key = calls.enter(task)  # type: ignore[arg-type]
+        start = now() if manual else 0.0
+        calls = None
+        token = hold(True)
         try:
-            result = await func(*args, **kwargs)
+            aw: Any = func(*args, **kwargs)
+            if type(aw) is not coroutine:
+                aw = aw.__await__()
+            done, value = step(aw, None)
+            if not done:
+                calls = bulkhead._track(permit)
+                value = await _rest(bulkhead, aw, value)
         except BaseException as exc:
-            if calls.leave(key, exc):
+            unhold(token)
+            if (calls is not None and calls.leave(permit, exc)) or (
+                manual and now() - start >= timeout and isinstance(exc, Exception)
+            ):
                 error = bulkhead._timed_out_error(permit)
                 release(permit, exc)
                 raise error from exc
             release(permit, exc)
             raise
-        if calls.leave(key, None):
+        unhold(token)
+        if (calls is not None and calls.leave(permit, None)) or (
+            manual and now() - start >= timeout
+        ):
             error = bulkhead._timed_out_error(permit)
             release(permit)
             raise error
         release(permit)
-        return result
+        return value
 
     return guarded
 

@@ -367,6 +367,13 @@ class BulkheadEngine:
         """Records that the call holding `permit` timed out; the slot stays taken."""
     def _call_held(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Calls `func` with this thread marked as holding a slot; takes no slot."""
+    def _step(self, aw: Any, value: Any) -> tuple[bool, Any]:
+        """Runs one step of the awaitable `aw`, marked as holding a slot of this bulkhead.
+
+        `(True, result)` when `aw` finished, `(False, yielded)` when it suspended.
+        """
+    def _throw(self, aw: Any, exc: BaseException) -> tuple[bool, Any]:
+        """Throws `exc` into `aw` (marked as `_step` does)."""
     def __enter__(self) -> Self: ...
     def __exit__(
         self,

@@ -457,6 +457,28 @@ class BulkheadEngine:
         finally:
             _unhold(bulkhead)
 
+    def _step(self, aw: Any, value: Any) -> tuple[bool, Any]:
+        """One step of `aw` with this thread marked as holding a slot (see the binding)."""
+        bulkhead = self._core.id
+        _hold(bulkhead, None)
+        try:
+            return False, aw.send(value)
+        except StopIteration as stop:
+            return True, stop.value
+        finally:
+            _unhold(bulkhead)
+
+    def _throw(self, aw: Any, exc: BaseException) -> tuple[bool, Any]:
+        """Throws `exc` into `aw`, marked like `_step`."""
+        bulkhead = self._core.id
+        _hold(bulkhead, None)
+        try:
+            return False, aw.throw(exc)
+        except StopIteration as stop:
+            return True, stop.value
+        finally:
+            _unhold(bulkhead)
+
     def __enter__(self) -> Any:
         slot = self._enter()
         _hold(self._core.id, slot)

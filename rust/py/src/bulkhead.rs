@@ -23,12 +23,12 @@ mod waiting;
 
 use std::sync::{Mutex, PoisonError};
 
-use pyo3::exceptions::{PyException, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyException, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyInt, PyModule, PyString, PyTuple};
-use pyo3::{PyTraverseError, intern};
+use pyo3::{PyTraverseError, ffi, intern};
 use riprap_core::bulkhead::{Claim, Ending, Entry, Rejection, Request, Slot};
 use riprap_core::{
     Bulkhead, BulkheadConfig, Clock, ConfigError, Isolation, check_int, nanos_to_secs,
@@ -593,6 +593,55 @@ impl PyBulkheadEngine {
         let result = func.call(args, kwargs);
         waiting::unhold(id);
         result
+    }
+
+    /// Runs one step of the awaitable `aw` (a coroutine, or an `__await__` iterator): sends
+    /// `value` with this thread marked as holding a slot of this bulkhead, so a call the step
+    /// makes into the same bulkhead is seen as re-entrant. `(True, result)` when `aw` finished,
+    /// `(False, yielded)` when it suspended; its exception propagates.
+    #[pyo3(name = "_step")]
+    fn step<'py>(
+        &self,
+        aw: &Bound<'py, PyAny>,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        let py = aw.py();
+        let id = self.inner.id();
+        hold(id, None);
+        let mut out: *mut ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: both are valid references while the GIL is held; PyIter_Send leaves a new
+        // reference in `out` on PYGEN_RETURN and PYGEN_NEXT, and sets an exception on error.
+        let sent = unsafe { ffi::PyIter_Send(aw.as_ptr(), value.as_ptr(), &raw mut out) };
+        waiting::unhold(id);
+        match sent {
+            ffi::PySendResult::PYGEN_RETURN => {
+                Ok((true, unsafe { Bound::from_owned_ptr(py, out) }))
+            }
+            ffi::PySendResult::PYGEN_NEXT => Ok((false, unsafe { Bound::from_owned_ptr(py, out) })),
+            ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
+        }
+    }
+
+    /// Throws `exc` into the awaitable `aw` (marked as `_step` does): `(True, result)` if it
+    /// finished, `(False, yielded)` if it suspended again; any other exception propagates.
+    #[pyo3(name = "_throw")]
+    fn throw<'py>(
+        &self,
+        aw: &Bound<'py, PyAny>,
+        exc: &Bound<'py, PyAny>,
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        let py = aw.py();
+        let id = self.inner.id();
+        hold(id, None);
+        let result = aw.call_method1(intern!(py, "throw"), (exc,));
+        waiting::unhold(id);
+        match result {
+            Ok(yielded) => Ok((false, yielded)),
+            Err(e) if e.is_instance_of::<PyStopIteration>(py) => {
+                Ok((true, e.value(py).getattr(intern!(py, "value"))?))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
