@@ -130,7 +130,9 @@ def test_constructor_checks_its_arguments() -> None:
         Bulkhead(3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="config must be a BulkheadConfig, got dict"):
         Bulkhead("x", {"max_concurrent_calls": 3})  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="clock must be a riprap.testing.ManualClock"):
+    with pytest.raises(
+        TypeError, match=r"clock must be a riprap\.testing\.ManualClock"
+    ):
         Bulkhead("x", clock=object())
     assert list(inspect.signature(Bulkhead).parameters) == ["name", "config", "clock"]
 
@@ -141,7 +143,8 @@ def test_constructor_checks_its_arguments() -> None:
 def test_strict_admits_the_limit_queues_then_rejects_and_counts_everything() -> None:
     bh = bulkhead(2, queue=1)
     a, b = bh.try_acquire(), bh.try_acquire()
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     assert bh.try_acquire() is None
     ticket = bh._acquire(False, None)
     assert isinstance(ticket, int)
@@ -682,7 +685,8 @@ def test_manager_defaults_are_the_seeds_and_unknown_types_get_the_default_config
     with pytest.raises(ValueError, match="already exists with a different config"):
         m.get_bulkhead("database", BulkheadConfig(max_concurrent_calls=3))
     assert set(m.get_all_stats()) == {*expected, "queue"}
-    assert len(m) == 5 and "queue" in m
+    assert len(m) == 5
+    assert "queue" in m
 
     async def main() -> int:
         return int(await m.execute_with_bulkhead("database", lambda a, b: a + b, 1, 2))
@@ -701,9 +705,11 @@ def test_the_decorators_use_the_global_manager_under_their_name() -> None:
         return 2
 
     bh = riprap.bulkhead_manager.get_bulkhead("test-decorator-svc")
-    assert f.bulkhead is bh and g.bulkhead is bh  # type: ignore[attr-defined]
+    assert f.bulkhead is bh  # type: ignore[attr-defined]
+    assert g.bulkhead is bh  # type: ignore[attr-defined]
     assert (bh.config.max_concurrent_calls, bh.config.max_wait) == (3, 0.5)
-    assert f() == 1 and asyncio.run(g()) == 2
+    assert f() == 1
+    assert asyncio.run(g()) == 2
     # Fields alone start from the manager's default for that name.
     m = riprap.BulkheadManager()
     riprap.bulkhead("database", manager=m, max_wait=1.0)(f)

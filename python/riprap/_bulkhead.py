@@ -314,8 +314,9 @@ class Bulkhead(core.BulkheadEngine):
     holds a slot of this bulkhead: waiting for a second slot could deadlock. "It" is the same
     thread, or the same asyncio task and the tasks created while it holds the slot (it may be
     awaiting them: `asyncio.wait_for`, `gather`); such a task is still admitted when a slot is
-    free, and rejected rather than queued when none is. A waiter still queued after `max_wait` is rejected, and a sync
-    wait that reaches the caller's deadline raises `TimeoutExceededError`. Sync waiters block
+    free, and rejected rather than queued when none is. A waiter still queued after `max_wait`
+    is rejected, and a sync wait that reaches the caller's deadline raises
+    `TimeoutExceededError`. Sync waiters block
     with the GIL released (Ctrl-C works); async waiters are woken exactly when their slot is
     handed to them; a waiter that is cancelled gives its place back.
 
