@@ -496,7 +496,9 @@ class Bulkhead(core.BulkheadEngine):
         except BaseException as exc:
             timed_out = calls.leave(permit, exc)
             # The function is still running: its thread releases the slot when it returns.
-            if not job.abandon(lambda: self.release(permit, job.error)):
+            if not (
+                job.abandon() and job.on_end(lambda: self.release(permit, job.error))
+            ):
                 self.release(permit, job.error)
             if timed_out:
                 raise self._timed_out_error(permit) from exc

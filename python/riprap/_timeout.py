@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import logging
 import queue
@@ -291,16 +292,20 @@ def abandoned_calls() -> int:
 
 
 class _Job:
-    """One sync call on a worker thread, and what the caller learns of it."""
+    """One sync call on a worker thread, and what the caller learns of it.
 
-    __slots__ = ("abandoned", "done", "error", "on_abandoned_end", "result")
+    A caller that stops waiting `abandon()`s it; whoever needs to know when an abandoned call
+    really ends (its bulkhead slot, the counts) registers with `on_end`.
+    """
+
+    __slots__ = ("abandoned", "callbacks", "done", "error", "result")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
         self.abandoned = False
-        self.on_abandoned_end: Callable[[], None] | None = None
+        self.callbacks: list[Callable[[], object]] = []
 
     def run(
         self,
@@ -317,24 +322,33 @@ class _Job:
             global _abandoned
             with _ABANDONED_LOCK:
                 self.done.set()
-                on_end = self.on_abandoned_end if self.abandoned else None
+                callbacks, self.callbacks = self.callbacks, []
                 if self.abandoned:
                     _abandoned -= 1
-            if on_end is not None:
-                on_end()
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:
+                    logger.exception(
+                        "riprap: a callback at the end of abandoned work raised"
+                    )
 
-    def abandon(self, on_end: Callable[[], None] | None = None) -> bool:
-        """The caller stops waiting; False if the call had ended after all.
-
-        When True, `on_end()` runs on the worker thread when the call really ends.
-        """
+    def abandon(self) -> bool:
+        """The caller stops waiting; False if the call had ended after all."""
         global _abandoned
         with _ABANDONED_LOCK:
             if self.done.is_set():
                 return False
             self.abandoned = True
-            self.on_abandoned_end = on_end
             _abandoned += 1
+            return True
+
+    def on_end(self, callback: Callable[[], object]) -> bool:
+        """Call `callback()` on the worker thread when the call ends; False if it has ended."""
+        with _ABANDONED_LOCK:
+            if self.done.is_set():
+                return False
+            self.callbacks.append(callback)
             return True
 
     def outcome(self) -> Any:
@@ -425,9 +439,15 @@ class Timeout:
                 break
             job.done.wait(_MANUAL_SLICE if manual else left)
         self._count("timed_out")
-        if job.abandon(lambda: self._count("abandoned_running", -1)):
+        error = TimeoutExceededError(best[0].seconds)
+        if job.abandon():
             self._count("abandoned_running")
-        raise TimeoutExceededError(best[0].seconds)
+            ended = functools.partial(self._count, "abandoned_running", -1)
+            if not job.on_end(ended):
+                ended()
+            # A bulkhead around this call keeps its slot until the work really ends.
+            error._riprap_abandoned = job  # type: ignore[attr-defined]
+        raise error
 
     def _async(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         seconds, clock = self._seconds, self._clock

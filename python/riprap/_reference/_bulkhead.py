@@ -10,6 +10,7 @@ same bulkhead is rejected instead of deadlocking.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -271,6 +272,19 @@ class BulkheadEngine:
         return FAILURE
 
     def _settle(self, slot: Slot, exc: BaseException | None) -> None:
+        work = getattr(exc, "_riprap_abandoned", None) if exc is not None else None
+        if work is not None:
+            # A riprap.timeout inside the call abandoned sync work that still runs: the slot
+            # counts as timed out and comes back when the work really ends.
+            self._core.record_timeout(slot)
+            permit = BulkheadPermit(slot)
+            # No exception with it: the slot is timed out, so how the work ends is no sample.
+            if work.on_end(functools.partial(self.release, permit)):
+                return  # released by the worker thread when the work ends
+            taken = permit._take(self._core)  # the work ended meanwhile: release now
+            if taken is None:
+                return
+            slot = taken
         try:
             ending = self._ending(exc)
             error = None

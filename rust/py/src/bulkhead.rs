@@ -38,6 +38,7 @@ use riprap_core::{
 pub(crate) use call::PyBulkheadCall;
 use waiting::{Waker, Wakers, hold, holds, take_slot};
 
+use crate::attr::lookup;
 use crate::convert::{clock as extract_clock, number};
 use crate::errors::config_error;
 
@@ -269,34 +270,64 @@ impl PyBulkheadEngine {
     }
 
     /// Hands a slot back after a call that ended with `exc`, waking whoever gets it.
-    fn settle(&self, py: Python<'_>, slot: Slot, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let (ending, err) = match self.ending(exc) {
+    ///
+    /// A `TimeoutExceededError` from a `riprap.timeout` inside the call that abandoned its sync
+    /// work (still running in a worker thread) carries that work: the slot is counted as timed
+    /// out and comes back only when the work really ends, so the bulkhead keeps bounding the
+    /// threads that run.
+    fn settle(this: &Bound<'_, Self>, slot: Slot, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = this.py();
+        let engine = this.get();
+        let mut slot = slot;
+        if let Some(exc) = exc
+            && let Some(work) = lookup(exc, intern!(py, "_riprap_abandoned"))?
+        {
+            engine.inner.record_timeout(&mut slot);
+            let permit = Py::new(py, PyBulkheadPermit::new(slot))?;
+            // No exception with it: the slot is timed out, so how the work ends is no sample.
+            let release = py
+                .import(intern!(py, "functools"))?
+                .getattr(intern!(py, "partial"))?
+                .call1((this.getattr(intern!(py, "release"))?, permit.clone_ref(py)))?;
+            if work
+                .call_method1(intern!(py, "on_end"), (release,))?
+                .is_truthy()?
+            {
+                return Ok(()); // released by the worker thread when the work ends
+            }
+            // The work ended meanwhile: release now.
+            match permit.get().take(&engine.inner)? {
+                Some(s) => slot = s,
+                None => return Ok(()),
+            }
+        }
+        let (ending, err) = match engine.ending(exc) {
             Ok(e) => (e, None),
             // A failing `__instancecheck__`: the slot still comes back; the error surfaces.
             Err(e) => (Ending::Ignored, Some(e)),
         };
-        if let Err(slot) = self.inner.try_release(slot) {
-            let woken = self.inner.release(slot, self.clock.now(), ending);
-            self.wakers.wake(py, &woken);
+        if let Err(slot) = engine.inner.try_release(slot) {
+            let woken = engine.inner.release(slot, engine.clock.now(), ending);
+            engine.wakers.wake(py, &woken);
         }
         err.map_or(Ok(()), Err)
     }
 
     /// The rest of a guarded call once its function returned or raised.
     fn finish<'py>(
-        &self,
-        py: Python<'py>,
+        this: &Bound<'py, Self>,
         slot: Slot,
         result: PyResult<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let py = this.py();
         match result {
             Ok(value) => {
-                self.settle(py, slot, None)?;
+                Self::settle(this, slot, None)?;
                 Ok(value)
             }
             Err(err) => {
                 let exc = err.value(py).clone().into_any();
-                self.settle(py, slot, Some(&exc))?;
+                Self::settle(this, slot, Some(&exc))?;
                 Err(err)
             }
         }
@@ -404,18 +435,18 @@ impl PyBulkheadEngine {
     }
 
     fn run<'py>(
-        &self,
+        this: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let py = func.py();
-        let slot = self.enter(py)?;
-        let id = self.inner.id();
+        let engine = this.get();
+        let slot = engine.enter(this.py())?;
+        let id = engine.inner.id();
         hold(id, None);
         let result = func.call(args, kwargs);
         waiting::unhold(id);
-        self.finish(py, slot, result)
+        Self::finish(this, slot, result)
     }
 }
 
@@ -482,13 +513,12 @@ impl PyBulkheadEngine {
     /// raised. A second return is a no-op; another bulkhead's permit is a `ValueError`.
     #[pyo3(signature = (permit, exc = None))]
     fn release(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         permit: &Bound<'_, PyBulkheadPermit>,
         exc: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        match permit.get().take(&self.inner)? {
-            Some(slot) => self.settle(py, slot, exc.filter(|e| !e.is_none())),
+        match permit.get().take(&slf.get().inner)? {
+            Some(slot) => Self::settle(slf, slot, exc.filter(|e| !e.is_none())),
             None => Ok(()),
         }
     }
@@ -496,12 +526,12 @@ impl PyBulkheadEngine {
     /// Runs `func(*args, **kwargs)` in a slot (what a decorated sync function does).
     #[pyo3(signature = (func, /, *args, **kwargs))]
     fn call<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.run(func, args, kwargs)
+        Self::run(slf, func, args, kwargs)
     }
 
     /// Admits (a permit), queues (a ticket, an `int`) or raises `BulkheadRejectedError`; never
@@ -653,19 +683,19 @@ impl PyBulkheadEngine {
 
     #[pyo3(signature = (_exc_type = None, exc = None, _tb = None))]
     fn __exit__(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         _exc_type: Option<&Bound<'_, PyAny>>,
         exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let Some(slot) = take_slot(self.inner.id()) else {
+        let this = slf.get();
+        let Some(slot) = take_slot(this.inner.id()) else {
             return Err(PyRuntimeError::new_err(format!(
                 "bulkhead {}: exit without a matching enter on this thread",
-                self.name.bind(py).repr()?
+                this.name.bind(slf.py()).repr()?
             )));
         };
-        self.settle(py, slot, exc.filter(|e| !e.is_none()))
+        Self::settle(slf, slot, exc.filter(|e| !e.is_none()))
     }
 
     /// A snapshot; see `Bulkhead.get_stats`. Waiters whose `max_wait` ran out are rejected

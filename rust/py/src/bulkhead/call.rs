@@ -64,10 +64,11 @@ impl VectorCall for PyBulkheadCall {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
-        let engine = this.engine.get();
+        let bound = this.engine.bind(py);
+        let engine = bound.get();
         match pending {
-            Pending::Returned(value, slot) => engine.finish(py, slot, Ok(value)),
-            Pending::Raised(slot) => engine.finish(py, slot, Err(PyErr::fetch(py))),
+            Pending::Returned(value, slot) => PyBulkheadEngine::finish(bound, slot, Ok(value)),
+            Pending::Raised(slot) => PyBulkheadEngine::finish(bound, slot, Err(PyErr::fetch(py))),
             Pending::Acquire => {
                 let slot = engine.enter_slow(py)?;
                 let id = engine.inner.id();
@@ -76,7 +77,7 @@ impl VectorCall for PyBulkheadCall {
                     .call(this.func.bind(py))
                     .ok_or_else(|| PyErr::fetch(py));
                 unhold(id);
-                engine.finish(py, slot, result)
+                PyBulkheadEngine::finish(bound, slot, result)
             }
         }
     }
@@ -118,7 +119,7 @@ impl PyBulkheadCall {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.engine.get().run(self.func.bind(py), args, kwargs)
+        PyBulkheadEngine::run(self.engine.bind(py), self.func.bind(py), args, kwargs)
     }
 
     /// Binds like a function, so a decorated method gets `self`.
