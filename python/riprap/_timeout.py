@@ -452,6 +452,7 @@ class Timeout:
     def _async(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         seconds, clock = self._seconds, self._clock
 
+        @functools.wraps(func)
         async def timed(*args: Any, **kwargs: Any) -> Any:
             self._count("calls")
             scope = Deadline(seconds, clock=clock)
