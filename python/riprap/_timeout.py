@@ -218,49 +218,61 @@ def deadline(seconds: float, *, clock: object = None) -> Deadline:
 # --- worker threads for sync work under a timeout ---------------------------------------------
 
 
+class _Pool:
+    """The jobs queue and idle count of one process's worker threads."""
+
+    __slots__ = ("idle", "jobs", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.idle = 0
+
+
 class _Workers:
     """Daemon threads that run sync calls for callers that wait with a deadline.
 
     A caller that gives up abandons its call, still running, so a bounded pool would fill up
     with stuck calls; instead a new thread starts whenever no idle one is waiting. Idle threads
     exit after `IDLE` seconds. They are daemon threads: an abandoned call never keeps the
-    interpreter from exiting.
+    interpreter from exiting. Each thread serves the pool it was started for, so a forked child
+    (whose pool is new, and which has none of its parent's threads) never counts on them.
     """
 
     IDLE = 10.0
 
     def __init__(self) -> None:
+        self._names = itertools.count(1)
         self._after_fork()
         _fork.track(self)
 
     def _after_fork(self) -> None:
-        # A forked child has none of its parent's threads.
-        self._lock = threading.Lock()
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._idle = 0
-        self._names = itertools.count(1)
+        self._pool = _Pool()
 
     def submit(self, job: Callable[[], None]) -> None:
-        with self._lock:
-            spawn = self._idle == 0
+        pool = self._pool
+        with pool.lock:
+            spawn = pool.idle == 0
             if not spawn:
-                self._idle -= 1
-        self._jobs.put(job)
+                pool.idle -= 1
+        pool.jobs.put(job)
         if spawn:
             threading.Thread(
                 target=self._work,
+                args=(pool,),
                 name=f"riprap-worker-{next(self._names)}",
                 daemon=True,
             ).start()
 
-    def _work(self) -> None:
+    @staticmethod
+    def _work(pool: _Pool) -> None:
         while True:
             try:
-                job = self._jobs.get(timeout=self.IDLE)
+                job = pool.jobs.get(timeout=_Workers.IDLE)
             except queue.Empty:
-                with self._lock:
-                    if self._idle > 0:  # still counted idle: nobody is sending us a job
-                        self._idle -= 1
+                with pool.lock:
+                    if pool.idle > 0:  # still counted idle: nobody is sending us a job
+                        pool.idle -= 1
                         return
                 continue  # a job is on its way to some idle worker: maybe us
             try:
@@ -270,8 +282,8 @@ class _Workers:
             ):  # a job must not raise; if one does, keep the thread alive
                 logger.exception("riprap worker: a job raised")
             del job
-            with self._lock:
-                self._idle += 1
+            with pool.lock:
+                pool.idle += 1
 
 
 _WORKERS = _Workers()
