@@ -237,7 +237,7 @@ def render_table(results: list[Result]) -> str:
     groups: dict[str, list[Case]] = {}
     for case in CASES:
         groups.setdefault(case.key.split("_")[0], []).append(case)
-    order = ["retry", "breaker", "limiter", "keyed"]
+    order = ["retry", "breaker", "limiter", "keyed", "bulkhead"]
     ranked = sorted(groups, key=lambda g: order.index(g) if g in order else len(order))
     tables = (_table(groups[g], results) for g in ranked)
     return "\n\n".join(t for t in tables if t)
@@ -285,4 +285,9 @@ def _table(cases: list[Case], results: list[Result]) -> str:
 
 def load_cases() -> None:
     """Import every primitive's case module (each registers its cases once)."""
-    from . import _bench_breaker, _bench_limiter, _bench_retry  # noqa: F401
+    from . import (  # noqa: F401
+        _bench_breaker,
+        _bench_bulkhead,
+        _bench_limiter,
+        _bench_retry,
+    )

@@ -380,7 +380,7 @@ class BulkheadEngine:
         _exc_type: object = None,
         exc: BaseException | None = None,
         _tb: object = None,
-    ) -> bool: ...
+    ) -> None: ...
     def get_stats(self) -> dict[str, Any]:
         """A snapshot; see `Bulkhead.get_stats`."""
 
