@@ -14,12 +14,14 @@ How a call runs through a bulkhead:
   its place back, and a slot handed to it in the same tick goes on to the next waiter.
 * `timeout` bounds async calls (decorator, `async with`, `execute`): the task is cancelled when
   it runs out and `BulkheadTimeoutError` is raised; a cancellation from outside stays a
-  `CancelledError`. One timer per bulkhead and event loop watches every call in flight (their
-  deadlines come in the order they started), so a call costs a dictionary entry, not a timer.
-  `execute(sync_func)` runs the function in a worker thread: at the timeout the caller gets
-  `BulkheadTimeoutError` and the thread is abandoned, its slot held until the function really
-  returns. The sync decorator and `with bh:` run in the caller's thread and cannot be interrupted:
-  they do not enforce `timeout` (wrap the function in `riprap.timeout`, or use `execute`).
+  `CancelledError`. A call that completes without suspending cannot be cancelled (the event loop
+  never ran meanwhile), so only a call that suspends is registered with its loop's watchdog: one
+  timer per bulkhead and event loop for all of its calls, so a call costs a dictionary entry,
+  not a timer. `execute(sync_func)` runs the function in a worker thread: at the timeout the
+  caller gets `BulkheadTimeoutError` and the thread is abandoned, its slot held until the
+  function really returns. The sync decorator and `with bh:` run in the caller's thread and
+  cannot be interrupted: they do not enforce `timeout` (wrap the function in `riprap.timeout`,
+  or use `execute`).
 * Every slot is released exactly once, whatever ends the call (return, exception, cancellation,
   timeout); control-flow exceptions pass through untouched.
 """
@@ -113,13 +115,13 @@ class BulkheadConfig:
 class _Calls:
     """The async calls one bulkhead runs on one event loop, and their timeout.
 
-    Every call has the same `timeout` and its deadline is taken from one monotonic clock when it
-    starts, so the calls' deadlines come in the order they started (the order of `entries`): one
-    timer, armed for the oldest call, watches them all, and a call costs a dictionary entry
-    instead of a loop timer (which costs more than a whole guarded call). A call that runs out
-    has its task cancelled; the call's own `except` turns that into `BulkheadTimeoutError`. On a
-    manual clock no timer is armed (time only moves when a test moves it): a call that overran
-    is timed out when it ends. The hot path reads `entries`, `fired` and `handle` directly.
+    One timer, armed for the earliest deadline, watches every call (a loop timer per call costs
+    more than a whole guarded call); when it fires it cancels the task of each call past its
+    deadline and re-arms for the next. A call's deadline counts from its start. The calls in
+    flight are at most the bulkhead's limit, so each firing scans them all. The call's own
+    `except` turns the cancellation into `BulkheadTimeoutError`. On a manual clock no timer is
+    armed (time only moves when a test moves it): a call that overran is timed out when it
+    ends. The hot path reads `entries`, `fired` and `handle` directly.
     """
 
     __slots__ = ("entries", "fired", "handle", "loop", "manual", "now", "timeout")
@@ -135,16 +137,19 @@ class _Calls:
         self.fired: set[Any] = set()
         self.handle: asyncio.TimerHandle | None = None
 
-    def enter(self, key: Any, task: asyncio.Task[Any]) -> None:
-        """Start watching the call holding `key` (its permit), run by `task`."""
-        self.entries[key] = (self.now() + self.timeout, task, task.cancelling())
+    def enter(
+        self, key: Any, task: asyncio.Task[Any], start: float | None = None
+    ) -> None:
+        """Start watching the call holding `key` (its permit), run by `task`, from `start`."""
+        at = (self.now() if start is None else start) + self.timeout
+        self.entries[key] = (at, task, task.cancelling())
         if self.handle is None:
-            self.arm()
+            self.arm(at)
 
-    def arm(self) -> None:
-        """Arm the timer for the oldest call (called when none is armed)."""
+    def arm(self, at: float) -> None:
+        """Arm the timer for deadline `at` (called when none is armed)."""
         if not self.manual:
-            self.handle = self.loop.call_later(self.timeout, self._fire)
+            self.handle = self.loop.call_later(max(0.0, at - self.now()), self._fire)
 
     def leave(self, key: Any, exc: BaseException | None) -> bool:
         """Stop watching the call holding `key`, which ended with `exc`; whether it timed out."""
@@ -177,13 +182,15 @@ class _Calls:
     def _fire(self) -> None:
         self.handle = None
         now = self.now()
+        nearest = None
         for key, (at, task, _) in self.entries.items():
             if at > now:
-                self.handle = self.loop.call_later(at - now, self._fire)
-                return
-            if key not in self.fired:
+                nearest = at if nearest is None else min(nearest, at)
+            elif key not in self.fired:
                 self.fired.add(key)
                 task.cancel()
+        if nearest is not None:
+            self.handle = self.loop.call_later(nearest - now, self._fire)
 
 
 class _InFlight:
@@ -444,11 +451,11 @@ class Bulkhead(core.BulkheadEngine):
             return await _wait_for_slot(self, got)
         return got
 
-    def _track(self, permit: Any) -> _Calls:
-        """Watch the call holding `permit`, run by the current task, for its timeout."""
+    def _track(self, permit: Any, start: float) -> _Calls:
+        """Watch the call holding `permit` (started at `start`), run by the current task."""
         task: Any = asyncio.current_task()
         calls = self._inflight.calls(task.get_loop())
-        calls.enter(permit, task)
+        calls.enter(permit, task, start)
         return calls
 
     def _timed_out_error(self, permit: Any) -> BulkheadTimeoutError:
@@ -605,11 +612,11 @@ def _guard_async(
 ) -> Callable[..., Any]:
     """The coroutine function a decorated async function becomes (also used by `execute`).
 
-    A call that completes without suspending cannot outlive its timeout (the event loop never
-    ran meanwhile), so it needs no watchdog: the call's first step runs right here, and only a
-    call that suspends is registered with the loop's `_Calls` (which needs the current task, a
-    lookup that costs more than the rest of the call). On a manual clock every call is timed
-    from its start instead.
+    A call that completes without suspending cannot be cancelled at its timeout (the event loop
+    never ran meanwhile), so it needs no watchdog: the call's first step runs right here, and
+    only a call that suspends is registered with the loop's `_Calls` (which needs the current
+    task, a lookup that costs more than the rest of the call), with its deadline counted from
+    its start. On a manual clock a call that overran is timed out when it ends.
     """
     try_acquire, release, acquire, step = (
         bulkhead.try_acquire,
@@ -628,7 +635,7 @@ def _guard_async(
         permit = try_acquire()
         if permit is None:
             permit = await acquire()
-        start = now() if manual else 0.0
+        start = now()
         calls = None
         token = hold(True)
         try:
@@ -637,7 +644,7 @@ def _guard_async(
                 aw = aw.__await__()
             done, value = step(aw, None)
             if not done:
-                calls = bulkhead._track(permit)
+                calls = bulkhead._track(permit, start)
                 value = await _rest(bulkhead, aw, value)
         except BaseException as exc:
             unhold(token)
