@@ -1,4 +1,4 @@
-"""SPEC §8 bulkhead: configuration, admission, the queue, stats, the decorator, `with`, `execute`,
+"""The bulkhead: configuration, admission, the queue, stats, the decorator, `with`, `execute`,
 re-entry, deadline-aware queueing and the manager. Runs on the active backend.
 
 Async cancellation, timeouts and the adaptive limit have their own files; so do threads.
@@ -460,7 +460,8 @@ def test_an_async_call_longer_than_timeout_is_cancelled_with_bulkhead_timeout_er
         assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
     asyncio.run(main())
-    # RELIABILITY K6: the call's own cleanup ran while it still held its slot.
+    # The call's own cleanup ran while it still held its slot (python/cpython#7216 returned
+    # before the cancelled inner task had cleaned up).
     assert cleaned == [True]
     s = bh.get_stats()
     assert (s["active_calls"], s["timed_out_calls"]) == (0, 1)
@@ -490,7 +491,7 @@ def test_async_timeouts_on_a_manual_clock_end_calls_that_overran(
     assert bh.get_stats()["timed_out_calls"] == 2
 
 
-# --- re-entry (RELIABILITY F26, T44) -----------------------------------------------------------
+# --- re-entry ---------------------------------------------------------------------------
 
 
 def test_reg_F26_sync_reentry_into_a_full_bulkhead_is_rejected_instead_of_deadlocking() -> (

@@ -1,4 +1,4 @@
-"""The adaptive bulkhead (SPEC §8 "adaptive", §19): AIMD on failures, timeouts and latency.
+"""The adaptive bulkhead: AIMD on failures, timeouts and latency.
 
 On a manual clock: injected failures, slow calls and constant timeouts push the limit down
 (never up: Netflix/concurrency-limits#137); once the dependency recovers, calls made while the

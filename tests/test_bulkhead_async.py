@@ -1,4 +1,5 @@
-"""Async bulkhead waiters under cancellation (RELIABILITY K2, K3, K5, L1, L3, T17, T20, T21).
+"""Async bulkhead waiters under cancellation (aio-libs/aiohttp#2937, google/duet#68,
+joshrotenberg/tower-resilience#365, python/cpython#86296, agronholm/anyio#947).
 
 A slot is handed to the first live waiter directly; a waiter cancelled while queued leaves the
 queue, and one cancelled after its grant (in the same loop tick, before it ran) passes the slot

@@ -1,4 +1,4 @@
-"""Bulkhead stress (RELIABILITY K1, T10, F24): 64 threads x 10,000 calls, and 500 asyncio tasks,
+"""Bulkhead stress (Netflix/concurrency-limits#140 over-admitted this way): 64 threads x 10,000 calls, and 500 asyncio tasks,
 through a bulkhead of 8 with a queue of 32.
 
 The concurrency seen inside the call never exceeds 8, every call is either completed or

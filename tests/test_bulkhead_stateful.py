@@ -1,4 +1,4 @@
-"""Hypothesis state machine for the bulkhead (RELIABILITY T05, acceptance 5): acquire, release,
+"""Hypothesis state machine for the bulkhead: acquire, release,
 cancel, claim, timeout and clock advances in any order, on the active backend.
 
 Invariants after every step: 0 <= active <= the limit (the 20 % extra of "shared" included; an

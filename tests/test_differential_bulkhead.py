@@ -1,4 +1,4 @@
-"""Differential test (acceptance 5): the Rust bulkhead and its pure-Python twin agree.
+"""Differential test: the Rust bulkhead and its pure-Python twin agree.
 
 Both `BulkheadEngine`s are driven with the same random sequences of events, through the API
 that never blocks (what async callers use): arrivals (lock-free first, then the slow path, some

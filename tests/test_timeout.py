@@ -1,6 +1,7 @@
-"""SPEC §9 timeouts and deadlines: `riprap.timeout`, `riprap.deadline`, nesting, `remaining()`,
-abandoned sync work, and the race between a timeout and an outside cancellation (K5, K8, T21,
-T22). Runs on the active backend. The few real-time audits are bounded to ~1 s in total.
+"""Timeouts and deadlines: `riprap.timeout`, `riprap.deadline`, nesting, `remaining()`,
+abandoned sync work (EtaCassiopeia/zio-openfeature#263 leaked a thread per timeout), and the race
+between a timeout and an outside cancellation (python/cpython#86296). Runs on the active backend.
+The few real-time audits are bounded to ~1 s in total.
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ def test_an_earlier_outer_deadline_wins_over_a_sync_timeout(clock: ManualClock) 
 def test_reg_K5_an_outside_cancel_racing_the_deadline_stays_a_cancellation(
     outside_first: bool,
 ) -> None:
-    """T21: both cancel requests land in the same loop tick, 200 times each way."""
+    """Both cancel requests land in the same loop tick, 200 times each way."""
 
     async def one() -> tuple[str, int]:
         scope = riprap.deadline(60)

@@ -1,4 +1,4 @@
-"""Bulkheads (SPEC §8): the validated config and `Bulkhead` (alias `ResourceBulkhead`).
+"""Bulkheads: the validated config and `Bulkhead` (alias `ResourceBulkhead`).
 
 How a call runs through a bulkhead:
 
@@ -489,7 +489,7 @@ class Bulkhead(core.BulkheadEngine):
         ctx = contextvars.copy_context()
 
         def deliver() -> None:
-            if not arrived.done():  # the caller may have left (RELIABILITY K7)
+            if not arrived.done():  # the caller may have left (ccxt/ccxt#1094)
                 arrived.set_result(None)
 
         def work() -> None:

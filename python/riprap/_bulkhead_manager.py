@@ -1,4 +1,4 @@
-"""Named bulkheads (SPEC §8): the manager, its seed defaults, and the `bulkhead` decorator.
+"""Named bulkheads: the manager, its seed defaults, and the `bulkhead` decorator.
 
 `bulkhead_manager` is the process-wide manager. `riprap.bulkhead(name, ...)` and
 `BulkheadDecorator(resource_type, config)` guard functions with the manager's bulkhead of that

@@ -1,4 +1,4 @@
-"""Timeouts and deadlines (SPEC §9): `riprap.timeout`, `riprap.deadline`, and `remaining()`.
+"""Timeouts and deadlines: `riprap.timeout`, `riprap.deadline`, and `remaining()`.
 
 How it works:
 

@@ -1,4 +1,4 @@
-//! Properties of the bulkhead (RELIABILITY K1, K2, T05, T10, T16 in spirit): under random
+//! Properties of the bulkhead: under random
 //! sequences of arrivals, releases, cancellations (including of granted, uncollected waiters),
 //! timeouts and clock advances, the counts stay in bounds, waiters are served first come first
 //! served, nothing leaks, and the adaptive limit stays in `[1, max]`. Plus a thread stress test

@@ -3,7 +3,7 @@
 //! wrapper `@bulkhead` puts around a sync function, in `bulkhead/call.rs`).
 //!
 //! Why native: a bulkhead guards every call to a dependency, with a budget of ~60 ns added per
-//! decorated call and ~120 ns per `with` block (SPEC §16, §19). While a slot is free and nobody
+//! decorated call and ~120 ns per `with` block. While a slot is free and nobody
 //! waits, a call is one compare-and-swap in and one out, with no clock read and no lock.
 //!
 //! Waiting: sync callers wait here, parked with the interpreter released, in slices of at most
