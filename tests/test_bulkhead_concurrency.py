@@ -1,5 +1,5 @@
-"""Bulkhead stress (Netflix/concurrency-limits#140 over-admitted this way): 64 threads x 10,000 calls, and 500 asyncio tasks,
-through a bulkhead of 8 with a queue of 32.
+"""Bulkhead stress: 64 threads x 10,000 calls, and 500 asyncio tasks, through a bulkhead of 8
+with a queue of 32 (Netflix/concurrency-limits#140 over-admitted under this kind of load).
 
 The concurrency seen inside the call never exceeds 8, every call is either completed or
 rejected, and at the end no slot is held and nobody waits. The tests also check that the race
