@@ -173,7 +173,12 @@ def run_cases(
             if impls is not None and impl not in impls:
                 continue
             fn = case.build[impl]()
-            added, bare = measure(fn, samples=samples, sample_ms=2.0 if quick else 4.0)
+            added, bare = measure(
+                fn,
+                case.baseline(impl),
+                samples=samples,
+                sample_ms=2.0 if quick else 4.0,
+            )
             results.append(
                 Result(case.key, impl, riprap.backend(), added, bare, samples)
             )
