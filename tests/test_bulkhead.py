@@ -718,3 +718,54 @@ def test_the_decorators_use_the_global_manager_under_their_name() -> None:
     assert (c.max_concurrent_calls, c.timeout, c.max_wait) == (20, 10.0, 1.0)
     with pytest.raises(TypeError, match="config must be a BulkheadConfig"):
         riprap.bulkhead("x", config=3)  # type: ignore[arg-type]
+
+
+# --- sync waiting: prompt handover, Ctrl-C ------------------------------------------------------
+
+
+def test_a_sync_waiter_gets_the_freed_slot_at_once_not_after_a_polling_slice() -> None:
+    """Real time: the release unparks the waiter it hands the slot to (20 handovers)."""
+    bh = bulkhead(1)
+    lags = []
+    for _ in range(20):
+        held = bh.acquire()
+        got = threading.Event()
+        times: list[float] = []
+
+        def wait(got: threading.Event = got, times: list[float] = times) -> None:
+            permit = bh.acquire()
+            times.append(time.monotonic())
+            got.set()
+            bh.release(permit)
+
+        t = threading.Thread(target=wait)
+        t.start()
+        wait_until(lambda: bh.get_stats()["queued_calls"] == 1)
+        released = time.monotonic()
+        bh.release(held)
+        assert got.wait(5)
+        t.join(5)
+        lags.append(times[0] - released)
+    lags.sort()
+    assert lags[len(lags) // 2] < 0.02, (
+        lags
+    )  # a polling waiter would lag ~25 ms on average
+    assert bh.get_stats()["waited_calls"] == 20
+
+
+def test_ctrl_c_interrupts_a_sync_wait_and_gives_the_place_back() -> None:
+    """Real time: KeyboardInterrupt reaches a waiting main thread within a slice (<= 50 ms)."""
+    import _thread
+
+    bh = bulkhead(1)
+    held = bh.acquire()
+    timer = threading.Timer(0.05, _thread.interrupt_main)
+    start = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        bh.acquire()
+    assert time.monotonic() - start < 0.5
+    timer.join()
+    s = bh.get_stats()
+    assert (s["queued_calls"], s["cancelled_waits"], s["active_calls"]) == (0, 1, 1)
+    bh.release(held)
