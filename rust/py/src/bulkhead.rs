@@ -1,10 +1,11 @@
-//! `BulkheadConfig`, `BulkheadPermit`, `BulkheadEngine` (a core bulkhead with its clock, the
-//! exception classification of its adaptive mode and its waiters) and `BulkheadCall` (the native
-//! wrapper `@bulkhead` puts around a sync function, in `bulkhead/call.rs`).
+//! `BulkheadEngine` (a core bulkhead with its clock, the exception classification of its
+//! adaptive mode and its waiters), with `BulkheadConfig` (`bulkhead/config.rs`),
+//! `BulkheadPermit` (`bulkhead/permit.rs`) and `BulkheadCall` (the native wrapper `@bulkhead`
+//! puts around a sync function, `bulkhead/call.rs`).
 //!
 //! Why native: a bulkhead guards every call to a dependency, with a budget of ~60 ns added per
-//! decorated call and ~120 ns per `with` block. While a slot is free and nobody
-//! waits, a call is one compare-and-swap in and one out, with no clock read and no lock.
+//! decorated call and ~120 ns per `with` block. While a slot is free and nobody waits, a call
+//! is one compare-and-swap in and one out, with no clock read and no lock.
 //!
 //! Waiting: sync callers wait here, parked with the interpreter released, in slices of at most
 //! 50 ms with a signal check between them (Ctrl-C works), woken the moment their slot is handed
@@ -19,175 +20,31 @@
 //! (riprap's own rejections from an inner layer) is no sample; any other is a failure.
 
 mod call;
+mod config;
+mod permit;
 mod waiting;
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::PoisonError;
 
-use pyo3::exceptions::{PyException, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyException, PyRuntimeError, PyStopIteration};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyInt, PyModule, PyString, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{PyTraverseError, ffi, intern};
 use riprap_core::bulkhead::{Claim, Ending, Entry, Rejection, Request, Slot};
-use riprap_core::{
-    Bulkhead, BulkheadConfig, Clock, ConfigError, Isolation, check_int, nanos_to_secs,
-    secs_to_nanos,
-};
+use riprap_core::{Bulkhead, BulkheadConfig, Clock, nanos_to_secs, secs_to_nanos};
 
 pub(crate) use call::PyBulkheadCall;
+pub(crate) use config::PyBulkheadConfig;
+pub(crate) use permit::PyBulkheadPermit;
 use waiting::{Waker, Wakers, hold, holds, take_slot};
 
 use crate::attr::lookup;
 use crate::convert::{clock as extract_clock, number};
+use crate::deadline;
 use crate::errors::config_error;
 
 pyo3::import_exception!(riprap._errors, BulkheadRejectedError);
-
-static DEADLINES_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-
-fn deadlines_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
-    DEADLINES_MODULE
-        .get_or_try_init(py, || Ok(py.import("riprap._deadlines")?.unbind()))
-        .map(|m| m.bind(py))
-}
-
-fn type_name(v: &Bound<'_, PyAny>) -> String {
-    v.get_type()
-        .name()
-        .map_or_else(|_| "object".to_owned(), |n| n.to_string())
-}
-
-/// A whole count in `min..=MAX_COUNT` (an `int`, never `bool`).
-fn count_field(field: &'static str, v: &Bound<'_, PyAny>, min: i128) -> PyResult<u64> {
-    if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
-        return Err(PyTypeError::new_err(format!(
-            "{field} must be an int, got {}",
-            type_name(v)
-        )));
-    }
-    let max = riprap_core::bulkhead::MAX_COUNT;
-    match v.extract::<i128>() {
-        Ok(n) => {
-            check_int(field, n, min).map_err(config_error)?;
-            if n > i128::from(max) {
-                return Err(config_error(ConfigError::IntTooLarge {
-                    field,
-                    value: n,
-                    max: i128::from(max),
-                }));
-            }
-            Ok(u64::try_from(n).unwrap_or(u64::MAX))
-        }
-        Err(_) if v.lt(0)? => Err(PyValueError::new_err(format!(
-            "{field} must be >= {min}, got {v}"
-        ))),
-        Err(_) => Err(PyValueError::new_err(format!(
-            "{field} must be <= {max}, got {v}"
-        ))),
-    }
-}
-
-fn optional_number(field: &str, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<f64>> {
-    match v {
-        Some(v) if !v.is_none() => Ok(Some(number(field, v)?)),
-        _ => Ok(None),
-    }
-}
-
-/// A validated bulkhead configuration (the fields of `riprap.BulkheadConfig`).
-#[pyclass(name = "BulkheadConfig", module = "riprap", frozen)]
-pub struct PyBulkheadConfig {
-    inner: BulkheadConfig,
-}
-
-#[pymethods]
-impl PyBulkheadConfig {
-    #[new]
-    #[pyo3(signature = (*, max_concurrent_calls, max_queue_size, timeout, isolation_level,
-                        max_wait, slow_call_duration))]
-    fn new(
-        max_concurrent_calls: &Bound<'_, PyAny>,
-        max_queue_size: &Bound<'_, PyAny>,
-        timeout: &Bound<'_, PyAny>,
-        isolation_level: &Bound<'_, PyAny>,
-        max_wait: Option<&Bound<'_, PyAny>>,
-        slow_call_duration: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        // Types (with the integer ranges and the level's name) in declaration order, then the
-        // float values in declaration order: the reference checks in the same order.
-        let max_concurrent_calls = count_field("max_concurrent_calls", max_concurrent_calls, 1)?;
-        let max_queue_size = count_field("max_queue_size", max_queue_size, 0)?;
-        let timeout = number("timeout", timeout)?;
-        let Ok(level) = isolation_level.cast::<PyString>() else {
-            return Err(PyTypeError::new_err(format!(
-                "isolation_level must be a str, got {}",
-                type_name(isolation_level)
-            )));
-        };
-        let isolation_level = Isolation::parse(&level.to_cow()?).map_err(config_error)?;
-        let c = BulkheadConfig {
-            max_concurrent_calls,
-            max_queue_size,
-            timeout,
-            isolation_level,
-            max_wait: optional_number("max_wait", max_wait)?,
-            slow_call_duration: optional_number("slow_call_duration", slow_call_duration)?,
-        };
-        c.validate().map_err(config_error)?;
-        Ok(Self { inner: c })
-    }
-
-    /// The most calls admitted at once: `max_concurrent_calls`, or `int(1.2 ×` it) for
-    /// "shared".
-    #[getter]
-    fn capacity(&self) -> u64 {
-        self.inner.capacity()
-    }
-}
-
-/// One slot of a bulkhead; hand it back once with `release`.
-#[pyclass(name = "BulkheadPermit", module = "riprap", frozen)]
-pub struct PyBulkheadPermit {
-    slot: Mutex<Option<Slot>>,
-}
-
-impl PyBulkheadPermit {
-    fn new(slot: Slot) -> Self {
-        Self {
-            slot: Mutex::new(Some(slot)),
-        }
-    }
-
-    fn check(bulkhead: &Bulkhead, slot: Option<&Slot>) -> PyResult<()> {
-        if slot.is_some_and(|s| !bulkhead.owns(s)) {
-            return Err(PyValueError::new_err(
-                "this permit belongs to another bulkhead",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Takes the slot out (`None` if it was returned already); another bulkhead's permit is a
-    /// `ValueError` and stays where it is.
-    fn take(&self, bulkhead: &Bulkhead) -> PyResult<Option<Slot>> {
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        Self::check(bulkhead, slot.as_ref())?;
-        Ok(slot.take())
-    }
-}
-
-#[pymethods]
-impl PyBulkheadPermit {
-    /// Whether the permit was handed back already.
-    #[getter]
-    fn returned(&self) -> bool {
-        self.slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
-    }
-}
 
 /// A bulkhead: the core state machine plus its clock, classification and waiters.
 #[pyclass(name = "BulkheadEngine", module = "riprap", frozen, subclass, weakref)]
@@ -333,23 +190,6 @@ impl PyBulkheadEngine {
         }
     }
 
-    /// Seconds left before the caller's innermost deadline, as nanoseconds.
-    fn deadline_left(py: Python<'_>) -> PyResult<Option<u64>> {
-        let left = deadlines_module(py)?.call_method0(intern!(py, "remaining"))?;
-        if left.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(secs_to_nanos(left.extract::<f64>()?.max(0.0))))
-    }
-
-    /// The error of the innermost deadline (the caller's wait reached it).
-    fn deadline_error(py: Python<'_>) -> PyErr {
-        match deadlines_module(py).and_then(|m| m.call_method0(intern!(py, "exceeded"))) {
-            Ok(exc) => PyErr::from_value(exc),
-            Err(e) => e,
-        }
-    }
-
     /// Whether the caller holds a slot of this bulkhead: on this thread, or (asked through the
     /// `held` hook) in the current asyncio task.
     fn reentrant(&self, py: Python<'_>) -> PyResult<bool> {
@@ -373,7 +213,7 @@ impl PyBulkheadEngine {
     fn enter_slow(&self, py: Python<'_>) -> PyResult<Slot> {
         let request = Request {
             reentrant: self.reentrant(py)?,
-            deadline_left: Self::deadline_left(py)?,
+            deadline_left: deadline::remaining(py)?,
         };
         let now = self.clock.now();
         let (entry, woken) = self.inner.acquire(now, request);
@@ -408,7 +248,7 @@ impl PyBulkheadEngine {
             };
             if deadline_at.is_some_and(|d| now >= d) {
                 self.give_up(py, ticket);
-                break Err(Self::deadline_error(py));
+                break Err(deadline::exceeded(py));
             }
             let until = match (expires_at, deadline_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),

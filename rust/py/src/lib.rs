@@ -10,6 +10,7 @@ mod budget;
 mod bulkhead;
 mod clock;
 mod convert;
+mod deadline;
 mod errors;
 mod keyed;
 mod limiter;
