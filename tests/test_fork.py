@@ -16,6 +16,7 @@ import os
 import select
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -196,3 +197,67 @@ def test_a_lock_held_by_a_parent_thread_at_the_fork_never_blocks_the_child() -> 
     assert manager.operations() == ["op"]
     assert list(smart.performance_metrics) == ["network"]
     assert limiter.get_stats()["admitted"] == 1
+
+
+def test_a_bulkhead_held_and_waited_on_across_a_fork_starts_empty_in_the_child() -> (
+    None
+):
+    """T42 for bulkheads: a parent thread holds the only slot, another waits in the queue, the
+    manager's lock is held; the child sees an empty bulkhead and can run sync work under a
+    timeout (its worker threads are its own)."""
+    manager = riprap.BulkheadManager()
+    bh = manager.get_bulkhead("forked", riprap.BulkheadConfig(max_concurrent_calls=1))
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with bh:
+            holding.set()
+            release.wait()
+
+    def wait_in_queue() -> None:
+        with bh:
+            pass
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(WATCHDOG)
+    waiter = threading.Thread(target=wait_in_queue)
+    waiter.start()
+    end = time.monotonic() + WATCHDOG
+    while bh.get_stats()["queued_calls"] == 0:
+        assert time.monotonic() < end
+        time.sleep(0.001)
+    manager._lock.acquire()  # held across the fork; the child gets a fresh one
+
+    @riprap.timeout(1.0)
+    def in_worker() -> str:
+        return threading.current_thread().name
+
+    def child() -> dict[str, Any]:
+        before = bh.get_stats()
+        with bh:
+            inside = bh.get_stats()["active_calls"]
+        return {
+            "active": before["active_calls"],
+            "queued": before["queued_calls"],
+            "inside": inside,
+            "same": manager.get_bulkhead("forked") is bh,
+            "worker": in_worker().startswith("riprap-worker"),
+        }
+
+    try:
+        report = run_in_child(child)
+    finally:
+        manager._lock.release()
+        release.set()
+        holder.join()
+        waiter.join()
+    assert report == {
+        "active": 0,
+        "queued": 0,
+        "inside": 1,
+        "same": True,
+        "worker": True,
+    }
+    s = bh.get_stats()
+    assert (s["active_calls"], s["queued_calls"], s["admitted_calls"]) == (0, 0, 2)

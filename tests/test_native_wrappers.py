@@ -71,12 +71,16 @@ def test_callee_exceptions_pass_through_every_wrapper(clock: ManualClock) -> Non
         )(failing),
         riprap.RateLimiter(1e6, 1e6, clock=clock)(failing),
         riprap.KeyedRateLimiter(1e6, 1e6, clock=clock)(failing, key=lambda: "k"),
+        riprap.Bulkhead("w", clock=clock)(failing),
+        riprap.Bulkhead(
+            "wa", riprap.BulkheadConfig(isolation_level="adaptive"), clock=clock
+        )(failing),
     ]
     for w in wrappers:
         for _ in range(50):
             with pytest.raises(Tracked):
                 w()
-    assert_all_freed(200)
+    assert_all_freed(300)
 
 
 def test_rejections_are_freed(clock: ManualClock) -> None:
@@ -89,7 +93,14 @@ def test_rejections_are_freed(clock: ManualClock) -> None:
     keyed = riprap.KeyedRateLimiter(1.0, 1.0, clock=clock)
     keyed.try_acquire("k")
     run(keyed(failing, key=lambda: "k", on_limit="raise"), riprap.RateLimitExceeded)
-    assert_all_freed(150)
+    bulkhead = riprap.Bulkhead(
+        "full",
+        riprap.BulkheadConfig(max_concurrent_calls=1, max_queue_size=0),
+        clock=clock,
+    )
+    bulkhead.acquire()
+    run(bulkhead(failing), riprap.BulkheadRejectedError)
+    assert_all_freed(200)
 
 
 def test_rejections_are_fresh_and_carry_retry_after(clock: ManualClock) -> None:
@@ -172,6 +183,7 @@ def _every_wrapper(
         "BreakerCall": riprap.CircuitBreaker("every", clock=clock),
         "LimitedCall": riprap.RateLimiter(1e6, 1e6, clock=clock),
         "KeyedLimitedCall": lambda f: keyed(f, key=lambda *a, **k: "k"),
+        "BulkheadCall": riprap.Bulkhead("every", clock=clock),
     }
 
 
@@ -197,7 +209,13 @@ def test_every_native_wrapper_type_is_covered() -> None:
     assert backend_types == set(SYNC_KINDS) | set(ASYNC_KINDS) == set(ENGINE_GETTER)
 
 
-SYNC_KINDS = ["RetryCall", "BreakerCall", "LimitedCall", "KeyedLimitedCall"]
+SYNC_KINDS = [
+    "RetryCall",
+    "BreakerCall",
+    "LimitedCall",
+    "KeyedLimitedCall",
+    "BulkheadCall",
+]
 ASYNC_KINDS = ["RetryAsyncCall", "BreakerAsyncCall", "LimitedAsyncCall"]
 
 
@@ -248,6 +266,7 @@ ENGINE_GETTER = {
     "BreakerCall": "breaker_engine",
     "LimitedCall": "limiter",
     "KeyedLimitedCall": "keyed_limit",
+    "BulkheadCall": "bulkhead_engine",
     "RetryAsyncCall": "retry_engine",
     "BreakerAsyncCall": "breaker_engine",
     "LimitedAsyncCall": "limiter",

@@ -18,6 +18,10 @@ PUBLIC_NAMES_SO_FAR = {
     "BulkheadRejectedException",
     "BulkheadTimeoutError",
     "BulkheadTimeoutException",
+    "Bulkhead",
+    "BulkheadConfig",
+    "BulkheadDecorator",
+    "BulkheadManager",
     "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitBreakerDecorator",
@@ -35,15 +39,20 @@ PUBLIC_NAMES_SO_FAR = {
     "RateLimitExceeded",
     "RateLimiter",
     "ResilienceError",
+    "ResourceBulkhead",
     "RetryBudget",
     "RetryDecorator",
     "RetryManager",
     "RetryPolicy",
     "TimeoutExceededError",
     "backend",
+    "bulkhead",
+    "bulkhead_manager",
     "circuit_breaker",
     "circuit_breaker_registry",
+    "deadline",
     "retry",
+    "timeout",
 }
 
 
@@ -55,6 +64,7 @@ def test_all_is_sorted_and_exported() -> None:
 
 
 def test_seed_aliases_are_the_same_classes() -> None:
+    assert riprap.ResourceBulkhead is riprap.Bulkhead
     assert riprap.CircuitBreakerOpenException is riprap.CircuitOpenError
     assert riprap.BulkheadRejectedException is riprap.BulkheadRejectedError
     assert riprap.BulkheadTimeoutException is riprap.BulkheadTimeoutError
@@ -73,6 +83,7 @@ def test_backend_follows_the_environment() -> None:
     assert riprap.RetryBudget is core.RetryBudget
     assert issubclass(riprap.RateLimiter, core.RateLimiter)
     assert issubclass(riprap.KeyedRateLimiter, core.KeyedRateLimiter)
+    assert issubclass(riprap.Bulkhead, core.BulkheadEngine)
     assert issubclass(riprap.testing.ManualClock, core.ManualClock)
 
 
@@ -101,7 +112,7 @@ def _public(obj: object) -> set[str]:
 
 
 # Made only by the engines (Rust has no constructor for them; the reference's are internal).
-NOT_CONSTRUCTIBLE = {"BreakerPermit", "Coroutine"}
+NOT_CONSTRUCTIBLE = {"BreakerPermit", "BulkheadPermit", "Coroutine"}
 
 
 @pytest.mark.parametrize("name", [n for n in _core.__all__ if n != "__version__"])

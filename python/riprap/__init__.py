@@ -1,7 +1,8 @@
 """riprap: resilience policies for Python with a Rust core.
 
-Retry with backoff and jitter, retry budgets and adaptive backoff, and token-bucket rate limiters
-(single and keyed), built on state machines written in Rust (`riprap._core`).
+Retry with backoff and jitter, retry budgets and adaptive backoff, circuit breakers, token-bucket
+rate limiters (single and keyed), bulkheads, timeouts and deadlines, built on state machines
+written in Rust (`riprap._core`).
 `RIPRAP_BACKEND=python` runs everything on the pure-Python reference (`riprap._reference`)
 instead; `riprap.backend()` says which one is active.
 
@@ -18,6 +19,13 @@ from ._breaker_registry import (
     CircuitBreakerRegistry,
     circuit_breaker,
     circuit_breaker_registry,
+)
+from ._bulkhead import Bulkhead, BulkheadConfig, ResourceBulkhead
+from ._bulkhead_manager import (
+    BulkheadDecorator,
+    BulkheadManager,
+    bulkhead,
+    bulkhead_manager,
 )
 from ._errors import (
     BulkheadRejectedError,
@@ -53,6 +61,7 @@ from ._stats import (
     RetryBudgetStats,
     RetryStatistics,
 )
+from ._timeout import deadline, timeout
 
 RetryBudget = _backend.core.RetryBudget
 
@@ -67,6 +76,10 @@ def backend() -> str:
 __all__ = [
     "API_RETRY_POLICY",
     "AdaptiveBackoffStrategy",
+    "Bulkhead",
+    "BulkheadConfig",
+    "BulkheadDecorator",
+    "BulkheadManager",
     "BulkheadRejectedError",
     "BulkheadRejectedException",
     "BulkheadTimeoutError",
@@ -91,6 +104,7 @@ __all__ = [
     "RateLimiter",
     "RateLimiterStats",
     "ResilienceError",
+    "ResourceBulkhead",
     "RetryBudget",
     "RetryBudgetStats",
     "RetryDecorator",
@@ -100,7 +114,11 @@ __all__ = [
     "TimeoutExceededError",
     "__version__",
     "backend",
+    "bulkhead",
+    "bulkhead_manager",
     "circuit_breaker",
     "circuit_breaker_registry",
+    "deadline",
     "retry",
+    "timeout",
 ]

@@ -22,6 +22,10 @@ __all__ = [
     "BreakerConfig",
     "BreakerEngine",
     "BreakerPermit",
+    "BulkheadCall",
+    "BulkheadConfig",
+    "BulkheadEngine",
+    "BulkheadPermit",
     "Coroutine",
     "KeyedLimit",
     "KeyedLimitedCall",
@@ -321,6 +325,118 @@ class BreakerAsyncCall:
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
     @property
     def breaker_engine(self) -> BreakerEngine: ...
+
+@final
+class BulkheadConfig:
+    """A validated bulkhead configuration (the fields of `riprap.BulkheadConfig`)."""
+
+    def __new__(
+        cls,
+        *,
+        max_concurrent_calls: int,
+        max_queue_size: int,
+        timeout: float,
+        isolation_level: str,
+        max_wait: float | None,
+        slow_call_duration: float | None,
+    ) -> BulkheadConfig: ...
+    @property
+    def capacity(self) -> int:
+        """The most calls admitted at once (20 % more than `max_concurrent_calls` for "shared")."""
+
+@final
+class BulkheadPermit:
+    """One slot of a bulkhead; hand it back once with `release`."""
+
+    @property
+    def returned(self) -> bool:
+        """Whether the permit was handed back already."""
+
+@disjoint_base
+class BulkheadEngine:
+    """A bulkhead: the core state machine plus its clock, classification and waiters."""
+
+    def __new__(
+        cls,
+        name: str,
+        config: BulkheadConfig,
+        *,
+        clock: ManualClock | None = None,
+        ignored: tuple[type[BaseException], ...] | None = None,
+        held: Callable[[], bool] | None = None,
+    ) -> Self: ...
+    @property
+    def name(self) -> str:
+        """The bulkhead's name."""
+    @property
+    def clock(self) -> Any:
+        """The clock given (`None`: the monotonic clock)."""
+    @property
+    def current_limit(self) -> int:
+        """The admission limit now (it moves only in adaptive mode)."""
+    @property
+    def timeout(self) -> float:
+        """Seconds a call may run (`execute`, async calls) before it times out."""
+    @property
+    def max_wait(self) -> float | None:
+        """Seconds a caller may wait in the queue (`None`: no limit)."""
+    def try_acquire(self) -> BulkheadPermit | None:
+        """Takes a free slot when nobody waits; `None` otherwise (never waits, never rejects)."""
+    def acquire(self) -> BulkheadPermit:
+        """A slot, waiting if needed (GIL released, Ctrl-C honoured).
+
+        Raises a fresh `BulkheadRejectedError` when the queue is full, `max_wait` runs out, the
+        caller's deadline comes first, or it already holds a slot and would have to wait.
+        """
+    def release(self, permit: BulkheadPermit, exc: BaseException | None = None) -> None:
+        """Hands a permit back: `exc=None` for a call that returned, else its exception.
+
+        A second return is a no-op; another bulkhead's permit is a `ValueError`.
+        """
+    def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Runs `func(*args, **kwargs)` in a slot (what a decorated sync function does)."""
+    def _acquire(self, reentrant: bool, deadline: float | None) -> BulkheadPermit | int:
+        """Admits (a permit), queues (a ticket) or raises `BulkheadRejectedError`; never waits."""
+    def _claim(self, ticket: int) -> BulkheadPermit | None:
+        """The permit `ticket` was granted (`None` while it waits); raises when rejected."""
+    def _cancel(self, ticket: int) -> None:
+        """The waiter holding `ticket` gives up (a slot handed to it goes on)."""
+    def _watch(self, ticket: int, callback: Callable[[], object]) -> None:
+        """Calls `callback()` when `ticket` is granted or runs out of `max_wait`."""
+    def _unwatch(self, ticket: int) -> None:
+        """Forgets `ticket`'s callback."""
+    def _timed_out(self, permit: BulkheadPermit) -> None:
+        """Records that the call holding `permit` timed out; the slot stays taken."""
+    def _call_held(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Calls `func` with this thread marked as holding a slot; takes no slot."""
+    def _step(self, aw: Any, value: Any) -> tuple[bool, Any]:
+        """Runs one step of the awaitable `aw`, marked as holding a slot of this bulkhead.
+
+        `(True, result)` when `aw` finished, `(False, yielded)` when it suspended.
+        """
+    def _throw(self, aw: Any, exc: BaseException) -> tuple[bool, Any]:
+        """Throws `exc` into `aw` (marked as `_step` does)."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        _exc_type: object = None,
+        exc: BaseException | None = None,
+        _tb: object = None,
+    ) -> None: ...
+    def get_stats(self) -> dict[str, Any]:
+        """A snapshot; see `Bulkhead.get_stats`."""
+
+@final
+class BulkheadCall:
+    """A sync function guarded by a bulkhead (see `Bulkhead.__call__`)."""
+
+    def __new__(
+        cls, func: Callable[..., Any], engine: BulkheadEngine
+    ) -> BulkheadCall: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+    @property
+    def bulkhead_engine(self) -> BulkheadEngine: ...
 
 @disjoint_base
 class RateLimiter:

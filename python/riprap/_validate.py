@@ -18,9 +18,11 @@ __all__ = [
     "callable_or_none",
     "check_float",
     "check_int",
+    "choice",
     "cost",
     "exception_types",
     "int_at_least",
+    "int_in",
     "integer",
     "max_wait",
     "name",
@@ -154,7 +156,15 @@ def int_at_least(field: str, value: object, minimum: int) -> int:
     return min(check_int(field, integer(field, value), minimum), U64_MAX)
 
 
-def _choice(field: str, value: object, expected: tuple[str, ...]) -> str:
+def int_in(field: str, value: object, minimum: int, maximum: int) -> int:
+    """A whole count in `minimum..=maximum`: an `int`, never `bool`."""
+    n = check_int(field, integer(field, value), minimum)
+    if n > maximum:
+        raise ValueError(f"{field} must be <= {maximum}, got {n}")
+    return n
+
+
+def choice(field: str, value: object, expected: tuple[str, ...]) -> str:
     """A `str` that must be one of `expected` (the core's message for unknown names)."""
     if not isinstance(value, str):
         raise TypeError(f"{field} must be a str, got {_type_name(value)}")
@@ -182,7 +192,7 @@ def on_limit(value: object) -> bool:
     """`on_limit=`: "wait" (False, the default; None means the default) or "raise" (True)."""
     if value is None:
         return False
-    return _choice("on_limit", value, ("wait", "raise")) == "raise"
+    return choice("on_limit", value, ("wait", "raise")) == "raise"
 
 
 def max_wait(field: str, value: object) -> int | None:
@@ -221,7 +231,7 @@ def storage_error_mode(value: object) -> str:
     """`on_storage_error=`: "local" (the default), "fail_open" or "fail_closed"."""
     if value is None:
         return "local"
-    return _choice("on_storage_error", value, STORAGE_ERROR_MODES)
+    return choice("on_storage_error", value, STORAGE_ERROR_MODES)
 
 
 def no_storage(what: str, storage: object, on_storage_error: object) -> None:

@@ -80,3 +80,56 @@ async def use_breaker() -> int:
 
 
 backend: str = riprap.backend()
+
+
+bulkhead = riprap.Bulkhead(
+    "db", riprap.BulkheadConfig(max_concurrent_calls=4, max_wait=0.5), clock=clock
+)
+same: riprap.Bulkhead = riprap.ResourceBulkhead("other")
+bulkhead_stats: dict[str, object] = bulkhead.get_stats()
+limit: int = bulkhead.current_limit
+
+
+@bulkhead
+def query(sql: str) -> list[str]:
+    return [sql]
+
+
+@riprap.bulkhead("external_api", max_concurrent_calls=2)
+async def call_api(path: str) -> bytes:
+    return path.encode()
+
+
+@riprap.BulkheadDecorator("database")
+async def write(row: int) -> int:
+    return row
+
+
+@riprap.timeout(2.0)
+def blocking(x: int) -> int:
+    return x
+
+
+@riprap.timeout(2.0, clock=clock)
+async def nonblocking(x: int) -> int:
+    return x
+
+
+rows: list[str] = query("select 1")
+sync_result: int = blocking(1)
+
+
+async def use_bulkhead() -> int:
+    with bulkhead:
+        query("x")
+    async with bulkhead:
+        await call_api("/a")
+    async with riprap.deadline(1.0):
+        await write(1)
+    with riprap.deadline(1.0, clock=clock):
+        query("y")
+    got: list[str] = await bulkhead.execute(query, "z")
+    manager = riprap.BulkheadManager()
+    await manager.execute_with_bulkhead("database", query, "w")
+    all_stats: dict[str, dict[str, object]] = riprap.bulkhead_manager.get_all_stats()
+    return len(got) + len(all_stats) + await nonblocking(2) + len(await call_api("/b"))

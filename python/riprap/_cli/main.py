@@ -17,7 +17,7 @@ commands:
           resilience statistics (--quick for a short run)
   bench   measure riprap against the pure-Python reference backend and the installed peers
           (tenacity, stamina, backoff, pybreaker, circuitbreaker, aiobreaker, purgatory,
-          limits, pyrate-limiter, aiolimiter) and print the comparison tables
+          limits, pyrate-limiter, aiolimiter, resilix) and print the comparison tables
   dlq     inspect and replay the dead-letter queue: not implemented yet
   serve   serve /metrics, /health and a dashboard: not implemented yet
 """

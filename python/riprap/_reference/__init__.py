@@ -19,6 +19,7 @@ from ._breaker import (
     BreakerPermit,
 )
 from ._budget import RetryBudget
+from ._bulkhead import BulkheadCall, BulkheadConfig, BulkheadEngine, BulkheadPermit
 from ._clock import ManualClock, monotonic
 from ._keyed import KeyedLimit, KeyedLimitedCall, KeyedRateLimiter
 from ._limiter import LimitedAsyncCall, LimitedCall, RateLimiter
@@ -41,6 +42,10 @@ __all__ = [
     "BreakerPermit",
     "Coroutine",
     "KeyedLimit",
+    "BulkheadCall",
+    "BulkheadConfig",
+    "BulkheadEngine",
+    "BulkheadPermit",
     "KeyedLimitedCall",
     "KeyedRateLimiter",
     "LimitedAsyncCall",

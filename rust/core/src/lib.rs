@@ -2,7 +2,8 @@
 //!
 //! Everything here is pure Rust with no Python: backoff and jitter math, retry decisions, retry
 //! budgets, adaptive backoff, the circuit breaker with its bucketed time window, GCRA token
-//! buckets and the keyed limiter (and, as they land, bulkhead counters). Time is injected
+//! buckets and the keyed limiter, and the bulkhead's admission counters, waiting room and
+//! adaptive limit. Time is injected
 //! through [`Clock`] and every decision is returned as a value, so the
 //! caller decides how to wait: `time.sleep`, `asyncio.sleep`, or advancing a [`ManualClock`] in a
 //! test. All types are `Send + Sync` and take `&self`.
@@ -21,6 +22,7 @@ pub mod adaptive;
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
+pub mod bulkhead;
 pub mod clock;
 pub mod error;
 pub mod fork;
@@ -36,6 +38,7 @@ pub use breaker::{
     Admission, Breaker, BreakerConfig, BreakerStats, Outcome, Permit, State, Totals, Transition,
 };
 pub use budget::{BudgetStats, RetryBudget};
+pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadStats, Isolation};
 pub use clock::{Clock, ManualClock, nanos_to_secs, secs_to_nanos};
 pub use error::{ConfigError, check_float, check_int};
 pub use fork::{ForkLocal, note_fork};
@@ -64,5 +67,7 @@ mod tests {
         assert_send_sync::<super::Quota>();
         assert_send_sync::<super::RateLimiter>();
         assert_send_sync::<super::KeyedRateLimiter>();
+        assert_send_sync::<super::Bulkhead>();
+        assert_send_sync::<super::bulkhead::Slot>();
     }
 }

@@ -4,14 +4,17 @@
 //! This is its own test binary (its own process) because `note_fork` is process-wide: it would
 //! renew the objects of tests running in parallel. One test function, for the same reason.
 
+use riprap_core::bulkhead::{Claim, Ending, Entry, Rejection, Request};
 use riprap_core::{
-    AdaptiveBackoff, Admission, BackoffConfig, Breaker, BreakerConfig, Decision, Key,
-    KeyedRateLimiter, Outcome, Quota, RateLimiter, Reservation, RetryBudget, State, note_fork,
+    AdaptiveBackoff, Admission, BackoffConfig, Breaker, BreakerConfig, Bulkhead, BulkheadConfig,
+    Decision, Key, KeyedRateLimiter, Outcome, Quota, RateLimiter, Reservation, RetryBudget, State,
+    note_fork,
 };
 
 const S: u64 = 1_000_000_000;
 
 #[test]
+#[allow(clippy::too_many_lines)] // one function: `note_fork` is process-wide (see above)
 fn every_primitive_starts_fresh_after_note_fork() {
     // --- used in the "parent" ---
     let breaker = Breaker::new(BreakerConfig {
@@ -60,6 +63,20 @@ fn every_primitive_starts_fresh_after_note_fork() {
     let adaptive = AdaptiveBackoff::new(BackoffConfig::default(), Some(1)).unwrap();
     adaptive.record("op", false);
 
+    let bulkhead = Bulkhead::new(BulkheadConfig {
+        max_concurrent_calls: 1,
+        ..BulkheadConfig::default()
+    })
+    .unwrap();
+    let held_across_fork = bulkhead.try_acquire(|| 0).unwrap();
+    let Entry::Queued {
+        ticket: bulkhead_ticket,
+        ..
+    } = bulkhead.acquire(0, Request::default()).0
+    else {
+        panic!("the only slot is taken, so this queues")
+    };
+
     // --- the "child" ---
     note_fork();
 
@@ -106,6 +123,27 @@ fn every_primitive_starts_fresh_after_note_fork() {
 
     assert_eq!(budget.stats(0).total_deposits, 0);
     assert_eq!(adaptive.operations(), 0);
+
+    // The bulkhead is empty: the slot held across the fork gives nothing back here (it was
+    // never taken in this process), the parent's waiter is unknown, new tickets go on.
+    let (stats, _) = bulkhead.stats(0);
+    assert_eq!((stats.active, stats.queued, stats.admitted), (0, 0, 0));
+    let mine = bulkhead.try_acquire(|| 0).unwrap();
+    assert!(
+        bulkhead
+            .release(held_across_fork, 0, Ending::Success)
+            .is_empty()
+    );
+    assert_eq!(bulkhead.active(), 1);
+    assert_eq!(
+        bulkhead.claim(bulkhead_ticket, 0).0,
+        Claim::Rejected(Rejection::Gone)
+    );
+    let Entry::Queued { ticket, .. } = bulkhead.acquire(0, Request::default()).0 else {
+        panic!()
+    };
+    assert!(ticket > bulkhead_ticket);
+    assert_eq!(bulkhead.release(mine, 0, Ending::Success), vec![ticket]);
 
     // A second fork renews again (a grandchild), and objects made after a fork are left alone.
     let made_in_child = RateLimiter::new(Quota::new(1.0, Some(1.0)).unwrap(), 0);

@@ -34,14 +34,14 @@ pub(crate) trait CallEngine: PyClass<Frozen = True> + Sync {
     /// The first part of a call, run before PyO3 knows the thread is attached: it may call
     /// Python and create `Bound` values, but must not drop a `Py<T>` or a `PyErr`.
     fn fast<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Args<'py>,
     ) -> Fast<'py, Self::Pending<'py>>;
 
     /// The rest of a call, run under `Python::attach`.
     fn slow<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Args<'py>,
         pending: Self::Pending<'py>,
@@ -49,7 +49,7 @@ pub(crate) trait CallEngine: PyClass<Frozen = True> + Sync {
 
     /// A whole call made through `tp_call` (`PyObject_Call`), with a tuple and a dict.
     fn call<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
@@ -78,7 +78,12 @@ macro_rules! native_call {
                 args: &$crate::vectorcall::Args<'py>,
             ) -> $crate::vectorcall::Fast<'py, Self::Pending<'py>> {
                 let this = slf.get();
-                $crate::call::CallEngine::fast(this.engine.get(), this.func.bind(slf.py()), args)
+                let py = slf.py();
+                <$engine as $crate::call::CallEngine>::fast(
+                    this.engine.bind(py),
+                    this.func.bind(py),
+                    args,
+                )
             }
 
             fn slow<'py>(
@@ -87,9 +92,10 @@ macro_rules! native_call {
                 pending: Self::Pending<'py>,
             ) -> ::pyo3::PyResult<::pyo3::Bound<'py, ::pyo3::PyAny>> {
                 let this = slf.get();
-                $crate::call::CallEngine::slow(
-                    this.engine.get(),
-                    this.func.bind(slf.py()),
+                let py = slf.py();
+                <$engine as $crate::call::CallEngine>::slow(
+                    this.engine.bind(py),
+                    this.func.bind(py),
                     args,
                     pending,
                 )
@@ -130,7 +136,12 @@ macro_rules! native_call {
                 args: &::pyo3::Bound<'py, ::pyo3::types::PyTuple>,
                 kwargs: Option<&::pyo3::Bound<'py, ::pyo3::types::PyDict>>,
             ) -> ::pyo3::PyResult<::pyo3::Bound<'py, ::pyo3::PyAny>> {
-                $crate::call::CallEngine::call(self.engine.get(), self.func.bind(py), args, kwargs)
+                <$engine as $crate::call::CallEngine>::call(
+                    self.engine.bind(py),
+                    self.func.bind(py),
+                    args,
+                    kwargs,
+                )
             }
 
             /// Binds like a function, so a decorated method gets `self`.

@@ -55,6 +55,40 @@ pub(crate) fn nanos(field: &'static str, v: &Bound<'_, PyAny>, zero_ok: bool) ->
     Ok(secs_to_nanos(s))
 }
 
+/// A whole count in `min..=max`: an `int`, never `bool`.
+pub(crate) fn int_in(
+    field: &'static str,
+    v: &Bound<'_, PyAny>,
+    min: i128,
+    max: u64,
+) -> PyResult<u64> {
+    if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "{field} must be an int, got {}",
+            type_name(v)
+        )));
+    }
+    match v.extract::<i128>() {
+        Ok(n) => {
+            check_int(field, n, min).map_err(config_error)?;
+            if n > i128::from(max) {
+                return Err(config_error(ConfigError::IntTooLarge {
+                    field,
+                    value: n,
+                    max: i128::from(max),
+                }));
+            }
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        }
+        Err(_) if v.lt(0)? => Err(PyValueError::new_err(format!(
+            "{field} must be >= {min}, got {v}"
+        ))),
+        Err(_) => Err(PyValueError::new_err(format!(
+            "{field} must be <= {max}, got {v}"
+        ))),
+    }
+}
+
 /// A whole count `>= min`: an `int`, never `bool`; above `u64::MAX` saturates (as good as
 /// unbounded).
 pub(crate) fn int_at_least(field: &'static str, v: &Bound<'_, PyAny>, min: i128) -> PyResult<u64> {
@@ -110,7 +144,7 @@ pub(crate) fn name(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Py<PyString>
 }
 
 /// A `str` that must be one of `expected` (the core's `ConfigError::Unknown` message).
-fn choice(
+pub(crate) fn choice(
     field: &'static str,
     v: &Bound<'_, PyAny>,
     expected: &'static [&'static str],

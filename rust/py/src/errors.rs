@@ -14,6 +14,7 @@ use crate::vectorcall::raise_now;
 
 pyo3::import_exception!(riprap._errors, CircuitOpenError);
 pyo3::import_exception!(riprap._errors, RateLimitExceeded);
+pyo3::import_exception!(riprap._errors, BulkheadRejectedError);
 pyo3::import_exception!(riprap._errors, ResilienceError);
 
 static REJECTIONS: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
@@ -46,6 +47,11 @@ pub(crate) fn config_error(e: ConfigError) -> PyErr {
 /// A fresh `RateLimitExceeded(name, retry_after)`; `wait` is in nanoseconds.
 pub(crate) fn rate_limited(py: Python<'_>, name: Option<&Py<PyString>>, wait: u64) -> PyErr {
     RateLimitExceeded::new_err((name.map(|n| n.clone_ref(py)), nanos_to_secs(wait)))
+}
+
+/// A fresh `BulkheadRejectedError(name, message)`.
+pub(crate) fn bulkhead_rejected(py: Python<'_>, name: &Py<PyString>, message: String) -> PyErr {
+    BulkheadRejectedError::new_err((name.clone_ref(py), message))
 }
 
 /// A fresh `CircuitOpenError(name, retry_after)`; `retry_after` is in nanoseconds.

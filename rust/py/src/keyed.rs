@@ -390,16 +390,17 @@ impl CallEngine for PyKeyedLimit {
     type Pending<'py> = KeyedPending<'py>;
 
     fn fast<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Args<'py>,
     ) -> Fast<'py, KeyedPending<'py>> {
+        let this = slf.get();
         let py = func.py();
-        let Some(key) = args.call(self.key.bind(py)) else {
+        let Some(key) = args.call(this.key.bind(py)) else {
             return Fast::Raised; // key(...) raised: its exception passes through
         };
-        let limiter = self.limiter.get();
-        let max_wait = if self.raise_on_limit { Some(0) } else { None };
+        let limiter = this.limiter.get();
+        let max_wait = if this.raise_on_limit { Some(0) } else { None };
         let one = limiter.inner.quota().interval_ns();
         let Some(k) = fast_key(&key) else {
             return Fast::Slow(KeyedPending::SlowKey(key));
@@ -418,15 +419,16 @@ impl CallEngine for PyKeyedLimit {
     }
 
     fn slow<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Args<'py>,
         pending: KeyedPending<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
         let py = func.py();
-        let limiter = self.limiter.get();
+        let limiter = this.limiter.get();
         match pending {
-            KeyedPending::SlowKey(key) => limiter.enter(py, &key, self.raise_on_limit)?,
+            KeyedPending::SlowKey(key) => limiter.enter(py, &key, this.raise_on_limit)?,
             KeyedPending::Refused(wait) => return Err(limiter.refused(py, wait)),
             KeyedPending::Queued(key, ticket) => limiter.wait_ticket(py, &key, ticket)?,
         }
@@ -434,14 +436,15 @@ impl CallEngine for PyKeyedLimit {
     }
 
     fn call<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
         let py = func.py();
-        let key = self.key.bind(py).call(args, kwargs)?;
-        self.limiter.get().enter(py, &key, self.raise_on_limit)?;
+        let key = this.key.bind(py).call(args, kwargs)?;
+        this.limiter.get().enter(py, &key, this.raise_on_limit)?;
         func.call(args, kwargs)
     }
 }

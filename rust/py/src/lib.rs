@@ -9,9 +9,11 @@ mod awaitable;
 mod backoff;
 mod breaker;
 mod budget;
+mod bulkhead;
 mod call;
 mod clock;
 mod convert;
+mod deadline;
 mod errors;
 mod keyed;
 mod limiter;
@@ -34,6 +36,8 @@ mod _core {
     };
     #[pymodule_export]
     use super::budget::PyRetryBudget;
+    #[pymodule_export]
+    use super::bulkhead::{PyBulkheadCall, PyBulkheadConfig, PyBulkheadEngine, PyBulkheadPermit};
     #[pymodule_export]
     use super::clock::{PyManualClock, monotonic};
     #[pymodule_export]

@@ -299,8 +299,13 @@ pub(crate) enum Limited {
 impl CallEngine for PyRateLimiter {
     type Pending<'py> = Limited;
 
-    fn fast<'py>(&self, func: &Bound<'py, PyAny>, args: &Args<'py>) -> Fast<'py, Limited> {
-        match self.reserve_one() {
+    fn fast<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+        args: &Args<'py>,
+    ) -> Fast<'py, Limited> {
+        let this = slf.get();
+        match this.reserve_one() {
             Reservation::Admitted => match args.call(func) {
                 Some(result) => Fast::Done(result),
                 None => Fast::Raised,
@@ -311,26 +316,28 @@ impl CallEngine for PyRateLimiter {
     }
 
     fn slow<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Args<'py>,
         pending: Limited,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
         let py = func.py();
         match pending {
-            Limited::Refused(wait) => return Err(self.refused(py, wait)),
-            Limited::Queued(ticket) => self.wait_ticket(py, ticket)?,
+            Limited::Refused(wait) => return Err(this.refused(py, wait)),
+            Limited::Queued(ticket) => this.wait_ticket(py, ticket)?,
         }
         args.call(func).ok_or_else(|| PyErr::fetch(py))
     }
 
     fn call<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.enter(func.py())?;
+        let this = slf.get();
+        this.enter(func.py())?;
         func.call(args, kwargs)
     }
 }

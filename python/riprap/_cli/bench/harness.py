@@ -222,7 +222,7 @@ def render_table(cases: list[Case], results: list[Result]) -> str:
     groups: dict[str, list[Case]] = {}
     for case in cases:
         groups.setdefault(case.key.split("_")[0], []).append(case)
-    order = ["retry", "breaker", "limiter", "keyed"]
+    order = ["retry", "breaker", "limiter", "keyed", "bulkhead"]
     ranked = sorted(groups, key=lambda g: order.index(g) if g in order else len(order))
     tables = (_table(groups[g], results) for g in ranked)
     return "\n\n".join(t for t in tables if t)

@@ -36,19 +36,24 @@ pub(crate) enum Pending<'py> {
 impl CallEngine for PyBreakerEngine {
     type Pending<'py> = Pending<'py>;
 
-    fn fast<'py>(&self, func: &Bound<'py, PyAny>, args: &Args<'py>) -> Fast<'py, Pending<'py>> {
+    fn fast<'py>(
+        slf: &Bound<'py, Self>,
+        func: &Bound<'py, PyAny>,
+        args: &Args<'py>,
+    ) -> Fast<'py, Pending<'py>> {
+        let this = slf.get();
         let py = func.py();
-        let breaker = &self.inner;
+        let breaker = &this.inner;
         let start = if breaker.measures_duration() {
-            self.clock.now()
+            this.clock.now()
         } else {
             0
         };
         let Some(permit) = breaker.try_acquire_closed(start) else {
             // Not CLOSED: reject right here, or admit a call that needs the slow path.
-            return match breaker.acquire(self.clock.now()) {
+            return match breaker.acquire(this.clock.now()) {
                 Admission::Reject { retry_after } => {
-                    raise_circuit_open(py, self.name.bind(py), retry_after);
+                    raise_circuit_open(py, this.name.bind(py), retry_after);
                     Fast::Raised
                 }
                 Admission::Admit { permit, transition } => {
@@ -57,7 +62,7 @@ impl CallEngine for PyBreakerEngine {
             };
         };
         match args.call(func) {
-            Some(result) => match breaker.record(self.clock.now(), permit, Outcome::Success) {
+            Some(result) => match breaker.record(this.clock.now(), permit, Outcome::Success) {
                 None => Fast::Done(result),
                 Some(t) => Fast::Slow(Pending::Transition(result, t)),
             },
@@ -66,36 +71,38 @@ impl CallEngine for PyBreakerEngine {
     }
 
     fn slow<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Args<'py>,
         pending: Pending<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
         let py = func.py();
         match pending {
             Pending::Transition(result, t) => {
-                self.fire(py, Some(t))?;
+                this.fire(py, Some(t))?;
                 Ok(result)
             }
-            Pending::Raised(permit) => self.finish(py, permit, Err(PyErr::fetch(py))),
+            Pending::Raised(permit) => this.finish(py, permit, Err(PyErr::fetch(py))),
             Pending::Admitted(permit, transition) => {
-                if let Err(e) = self.fire(py, transition) {
-                    self.inner.release(permit);
+                if let Err(e) = this.fire(py, transition) {
+                    this.inner.release(permit);
                     return Err(e);
                 }
                 let result = args.call(func).ok_or_else(|| PyErr::fetch(py));
-                self.finish(py, permit, result)
+                this.finish(py, permit, result)
             }
         }
     }
 
     fn call<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.run(func, args, kwargs)
+        let this = slf.get();
+        this.run(func, args, kwargs)
     }
 }
 

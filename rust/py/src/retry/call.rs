@@ -30,34 +30,37 @@ impl CallEngine for PyRetryEngine {
     type Pending<'py> = FirstAttempt<'py>;
 
     fn fast<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Args<'py>,
     ) -> Fast<'py, FirstAttempt<'py>> {
-        let start = self.begin();
+        let this = slf.get();
+        let start = this.begin();
         match args.call(func) {
-            Some(result) if self.predicate.is_none() => Fast::Done(result),
+            Some(result) if this.predicate.is_none() => Fast::Done(result),
             result => Fast::Slow(FirstAttempt { start, result }),
         }
     }
 
     fn slow<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Args<'py>,
         pending: FirstAttempt<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
         let first = pending.result.ok_or_else(|| attr::raised(func.py()));
-        self.after_first(func, first, pending.start, || args.to_tuple_dict())
+        this.after_first(func, first, pending.start, || args.to_tuple_dict())
     }
 
     fn call<'py>(
-        &self,
+        slf: &Bound<'py, Self>,
         func: &Bound<'py, PyAny>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.run(func, args, kwargs)
+        let this = slf.get();
+        this.run(func, args, kwargs)
     }
 }
 
