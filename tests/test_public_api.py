@@ -27,22 +27,30 @@ PUBLIC_NAMES_SO_FAR = {
     "CircuitOpenError",
     "CircuitState",
     "DATABASE_RETRY_POLICY",
+    "FallbackConfig",
+    "FallbackDecorator",
     "FallbackExhaustedError",
     "FallbackExhaustedException",
+    "FallbackStrategy",
     "IntelligentRetryManager",
     "KeyedRateLimiter",
+    "MISSING",
     "NETWORK_RETRY_POLICY",
     "RateLimitExceeded",
     "RateLimiter",
     "ResilienceError",
+    "ResultCache",
     "RetryBudget",
     "RetryDecorator",
     "RetryManager",
     "RetryPolicy",
+    "ServiceFallbackManager",
     "TimeoutExceededError",
     "backend",
     "circuit_breaker",
     "circuit_breaker_registry",
+    "fallback",
+    "fallback_manager",
     "retry",
 }
 
@@ -52,6 +60,16 @@ def test_all_is_sorted_and_exported() -> None:
     for name in riprap.__all__:
         assert hasattr(riprap, name), name
     assert PUBLIC_NAMES_SO_FAR <= set(riprap.__all__)
+
+
+def test_missing_is_one_named_sentinel() -> None:
+    import copy
+    import pickle
+
+    assert repr(riprap.MISSING) == "riprap.MISSING"
+    assert riprap.MISSING is not None
+    assert pickle.loads(pickle.dumps(riprap.MISSING)) is riprap.MISSING
+    assert copy.deepcopy(riprap.MISSING) is riprap.MISSING
 
 
 def test_seed_aliases_are_the_same_classes() -> None:

@@ -1,7 +1,8 @@
 """riprap: resilience policies for Python with a Rust core.
 
 Retry with backoff and jitter, retry budgets and adaptive backoff, and token-bucket rate limiters
-(single and keyed), built on state machines written in Rust (`riprap._core`).
+(single and keyed), built on state machines written in Rust (`riprap._core`); fallback chains
+with a bounded result cache.
 `RIPRAP_BACKEND=python` runs everything on the pure-Python reference (`riprap._reference`)
 instead; `riprap.backend()` says which one is active.
 
@@ -19,6 +20,7 @@ from ._breaker_registry import (
     circuit_breaker,
     circuit_breaker_registry,
 )
+from ._cache import ResultCache
 from ._errors import (
     BulkheadRejectedError,
     BulkheadRejectedException,
@@ -31,6 +33,13 @@ from ._errors import (
     RateLimitExceeded,
     ResilienceError,
     TimeoutExceededError,
+)
+from ._fallback import MISSING, FallbackConfig, FallbackStrategy
+from ._fallback_manager import (
+    FallbackDecorator,
+    ServiceFallbackManager,
+    fallback,
+    fallback_manager,
 )
 from ._limiter import KeyedRateLimiter, RateLimiter
 from ._retry import (
@@ -81,26 +90,34 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "DATABASE_RETRY_POLICY",
+    "FallbackConfig",
+    "FallbackDecorator",
     "FallbackExhaustedError",
     "FallbackExhaustedException",
+    "FallbackStrategy",
     "IntelligentRetryManager",
     "KeyedRateLimiter",
     "KeyedRateLimiterStats",
+    "MISSING",
     "NETWORK_RETRY_POLICY",
     "RateLimitExceeded",
     "RateLimiter",
     "RateLimiterStats",
     "ResilienceError",
+    "ResultCache",
     "RetryBudget",
     "RetryBudgetStats",
     "RetryDecorator",
     "RetryManager",
     "RetryPolicy",
     "RetryStatistics",
+    "ServiceFallbackManager",
     "TimeoutExceededError",
     "__version__",
     "backend",
     "circuit_breaker",
     "circuit_breaker_registry",
+    "fallback",
+    "fallback_manager",
     "retry",
 ]
