@@ -27,6 +27,8 @@ PUBLIC_NAMES_SO_FAR = {
     "CircuitOpenError",
     "CircuitState",
     "DATABASE_RETRY_POLICY",
+    "DeadLetterError",
+    "DeadLetterQueue",
     "FallbackConfig",
     "FallbackDecorator",
     "FallbackExhaustedError",
@@ -49,6 +51,7 @@ PUBLIC_NAMES_SO_FAR = {
     "backend",
     "circuit_breaker",
     "circuit_breaker_registry",
+    "dead_letter",
     "fallback",
     "fallback_manager",
     "retry",
@@ -70,6 +73,15 @@ def test_missing_is_one_named_sentinel() -> None:
     assert riprap.MISSING is not None
     assert pickle.loads(pickle.dumps(riprap.MISSING)) is riprap.MISSING
     assert copy.deepcopy(riprap.MISSING) is riprap.MISSING
+
+
+def test_dead_letter_error_is_a_resilience_error() -> None:
+    import pickle
+
+    err = riprap.DeadLetterError("/x.db", "dead-letter queue /x.db: disk full")
+    assert isinstance(err, riprap.ResilienceError)
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.path, str(back)) == ("/x.db", str(err))
 
 
 def test_seed_aliases_are_the_same_classes() -> None:

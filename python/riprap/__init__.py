@@ -2,7 +2,7 @@
 
 Retry with backoff and jitter, retry budgets and adaptive backoff, and token-bucket rate limiters
 (single and keyed), built on state machines written in Rust (`riprap._core`); fallback chains
-with a bounded result cache.
+with a bounded result cache, and a durable dead-letter queue on SQLite.
 `RIPRAP_BACKEND=python` runs everything on the pure-Python reference (`riprap._reference`)
 instead; `riprap.backend()` says which one is active.
 
@@ -21,6 +21,8 @@ from ._breaker_registry import (
     circuit_breaker_registry,
 )
 from ._cache import ResultCache
+from ._dead_letter import dead_letter
+from ._dlq import DeadLetterQueue
 from ._errors import (
     BulkheadRejectedError,
     BulkheadRejectedException,
@@ -28,6 +30,7 @@ from ._errors import (
     BulkheadTimeoutException,
     CircuitBreakerOpenException,
     CircuitOpenError,
+    DeadLetterError,
     FallbackExhaustedError,
     FallbackExhaustedException,
     RateLimitExceeded,
@@ -90,6 +93,8 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "DATABASE_RETRY_POLICY",
+    "DeadLetterError",
+    "DeadLetterQueue",
     "FallbackConfig",
     "FallbackDecorator",
     "FallbackExhaustedError",
@@ -117,6 +122,7 @@ __all__ = [
     "backend",
     "circuit_breaker",
     "circuit_breaker_registry",
+    "dead_letter",
     "fallback",
     "fallback_manager",
     "retry",
