@@ -61,8 +61,10 @@ class ResultCache:
         "_expirations",
         "_hits",
         "_lock",
+        "_lookup",
         "_misses",
         "_now",
+        "_touch",
         "clock",
         "max_entries",
         "ttl",
@@ -84,6 +86,9 @@ class ResultCache:
         """Start empty with a fresh lock (also the initial state)."""
         self._lock = threading.Lock()
         self._data: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
+        # Bound once: `get` is the hot path, and each attribute lookup costs.
+        self._lookup = self._data.get
+        self._touch = self._data.move_to_end
         self._hits = 0
         self._misses = 0
         self._evictions = 0
@@ -93,10 +98,10 @@ class ResultCache:
         """The fresh value stored under `key`, else `default`; counts a hit or a miss."""
         now = self._now()
         with self._lock:
-            entry = self._data.get(key)
+            entry = self._lookup(key)
             if entry is not None:
                 if now <= entry[1]:
-                    self._data.move_to_end(key)
+                    self._touch(key)
                     self._hits += 1
                     return entry[0]
                 del self._data[key]
