@@ -235,6 +235,7 @@ class DeadLetterQueue:
 
     def _configure(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout = {max(1, round(self.busy_timeout * 1000))}")
+        self._refuse_foreign(conn)  # before switching to WAL, which writes to the file
         (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
         if str(mode).lower() != "wal":
             raise DeadLetterError(
@@ -256,6 +257,13 @@ class DeadLetterQueue:
             raise
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
+        self._refuse_foreign(conn)
+        if self._identity(conn)[0] == 0:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+
+    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
+        """DeadLetterError unless the file is a riprap queue of this schema, or empty."""
         app, version = self._identity(conn)
         if app == 0:
             (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -265,8 +273,6 @@ class DeadLetterQueue:
                     f"{self.path} is a SQLite database of something else, not a riprap "
                     "dead-letter queue; it was left untouched",
                 )
-            for statement in _SCHEMA:
-                conn.execute(statement)
         elif app != APPLICATION_ID:
             raise DeadLetterError(
                 self.path,

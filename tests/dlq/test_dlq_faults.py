@@ -193,12 +193,32 @@ def test_another_applications_database(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
         conn.execute("INSERT INTO users (name) VALUES ('ada')")
     conn.close()
+    before = digest(path)
     with pytest.raises(DeadLetterError, match="not a riprap dead-letter queue"):
         DeadLetterQueue(path)
+    assert digest(path) == before  # not even switched to WAL
+    assert not Path(f"{path}-wal").exists()
     with sqlite3.connect(path) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     conn.close()
     assert names == ["users"]
+
+
+def test_another_applications_id_and_a_newer_schema(tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite3"
+    with sqlite3.connect(other) as conn:
+        conn.execute("PRAGMA application_id = 1234")
+    conn.close()
+    with pytest.raises(DeadLetterError, match="another application"):
+        DeadLetterQueue(other)
+    newer = tmp_path / "newer.sqlite3"
+    DeadLetterQueue(newer).close()
+    with sqlite3.connect(newer) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(DeadLetterError, match="schema version 99"):
+        DeadLetterQueue(newer)
 
 
 def test_a_directory_is_not_a_queue(tmp_path: Path) -> None:
