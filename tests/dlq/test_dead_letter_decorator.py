@@ -8,6 +8,7 @@ twice). Runs on the active backend.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import sqlite3
@@ -124,6 +125,32 @@ def test_keeps_shape_and_refuses_generators(queue: DeadLetterQueue) -> None:
 
     with pytest.raises(TypeError, match="generator function"):
         riprap.dead_letter(queue)(gen)
+
+
+def test_partial_callable_object_and_bound_method(queue: DeadLetterQueue) -> None:
+    def send(target: str, payload: int) -> None:
+        raise ConnectionError(target)
+
+    class Sender:
+        def __call__(self, payload: int) -> None:
+            raise ConnectionError("obj")
+
+        def send(self, payload: int) -> None:
+            raise ConnectionError("bound")
+
+    calls = [
+        riprap.dead_letter(queue, operation="partial")(functools.partial(send, "t")),
+        riprap.dead_letter(queue, operation="object")(Sender()),
+        riprap.dead_letter(queue, operation="bound")(Sender().send),
+    ]
+    for n, call in enumerate(calls):
+        with pytest.raises(ConnectionError):
+            call(n)
+    assert [(e.operation, e.args) for e in queue.list()] == [
+        ("partial", (0,)),
+        ("object", (1,)),
+        ("bound", (2,)),  # a bound method's self is not an argument
+    ]
 
 
 def test_static_method(queue: DeadLetterQueue) -> None:

@@ -8,6 +8,7 @@ active backend.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from typing import Any
 
@@ -97,6 +98,34 @@ class TestShape:
         assert Client.sget("k") == c.sget("k") == "static:k"
         assert Client.cget("k") == "Client:k"
         assert asyncio.run(c.aget("k")) == "d"
+
+    def test_partial_callable_object_and_bound_method(self) -> None:
+        def get(source: str, key: str) -> str:
+            raise ConnectionError(source)
+
+        class Loader:
+            def __call__(self, key: str) -> str:
+                raise ConnectionError(key)
+
+            def load(self, key: str) -> str:
+                raise ConnectionError(key)
+
+        class AsyncLoader:
+            async def __call__(self, key: str) -> str:
+                raise ConnectionError(key)
+
+        # The fallbacks get the call's arguments, not the partial's bound ones.
+        part = riprap.fallback(lambda key: f"partial/{key}")(
+            functools.partial(get, "db")
+        )
+        assert part("k") == "partial/k"
+        assert riprap.fallback(lambda key: f"obj/{key}")(Loader())("k") == "obj/k"
+        assert (
+            riprap.fallback(lambda key: f"bound/{key}")(Loader().load)("k") == "bound/k"
+        )
+        wrapped = riprap.fallback(default="d")(AsyncLoader())
+        assert inspect.iscoroutinefunction(wrapped)
+        assert asyncio.run(wrapped("k")) == "d"
 
     def test_generators_are_refused(self) -> None:
         def gen() -> Any:
