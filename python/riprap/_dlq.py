@@ -16,7 +16,7 @@ Durability and concurrency, and why:
 * Failures of the queue itself (disk full, a read-only directory, a file that is corrupt or not
   a SQLite database, a lock held past the busy timeout) raise `DeadLetterError` with the path,
   chained to the SQLite or OS error. A file that does not start with the SQLite header is never
-  opened by SQLite, so it cannot be overwritten.
+  opened by SQLite, so it cannot be overwritten (`_dlq_file` opens and checks the file).
 
 Retention: `max_entries` and `max_age` (seconds, on the wall clock) bound the queue. Every `put`
 drops the oldest entries beyond them in the same transaction, and `get_stats()` counts what
@@ -28,18 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import json
 import logging
 import os
-import pathlib
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from . import _fork
+from . import _dlq_file, _fork
 from . import _validate as v
 from ._dlq_entry import (
     DeadLetter,
@@ -50,45 +48,12 @@ from ._dlq_entry import (
     run_one,
     run_one_async,
 )
-from ._errors import DeadLetterError
 
 __all__ = ["DeadLetterQueue"]
 
 logger = logging.getLogger("riprap")
 logger.addHandler(logging.NullHandler())
 
-_HEADER = b"SQLite format 3\x00"
-APPLICATION_ID = (
-    0x52495052  # "RIPR" in the database header: this file is a riprap queue
-)
-SCHEMA_VERSION = 1
-_SCHEMA = (
-    """CREATE TABLE dead_letters (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        operation TEXT NOT NULL,
-        encoding TEXT NOT NULL,
-        payload BLOB NOT NULL,
-        error_type TEXT,
-        error_message TEXT,
-        attempts INTEGER NOT NULL,
-        created_at REAL NOT NULL,
-        replay_count INTEGER NOT NULL DEFAULT 0,
-        last_error TEXT,
-        metadata TEXT
-    )""",
-    "CREATE INDEX dead_letters_operation ON dead_letters (operation, id)",
-    "CREATE INDEX dead_letters_created_at ON dead_letters (created_at)",
-    "CREATE TABLE riprap_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-    """INSERT INTO riprap_counters (name, value) VALUES
-        ('entries', 0), ('dropped_max_entries', 0), ('dropped_max_age', 0)""",
-    # The live count, kept by triggers so that `max_entries` costs O(1) per put.
-    """CREATE TRIGGER dead_letters_added AFTER INSERT ON dead_letters BEGIN
-        UPDATE riprap_counters SET value = value + 1 WHERE name = 'entries'; END""",
-    """CREATE TRIGGER dead_letters_removed AFTER DELETE ON dead_letters BEGIN
-        UPDATE riprap_counters SET value = value - 1 WHERE name = 'entries'; END""",
-    f"PRAGMA application_id = {APPLICATION_ID}",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
-)
 _COLUMNS = (
     "id, operation, encoding, payload, error_type, error_message, attempts, created_at, "
     "replay_count, last_error, metadata"
@@ -99,18 +64,6 @@ _INHERITED: list[sqlite3.Connection] = []
 
 #: Wall-clock seconds for `created_at` and `max_age` (a module global so tests can move it).
 _wall_time = time.time
-
-_WHY = {
-    "SQLITE_BUSY": "another connection held the lock for longer than the busy timeout",
-    "SQLITE_LOCKED": "another connection held the lock for longer than the busy timeout",
-    "SQLITE_FULL": "the disk (or the database's size limit) is full",
-    "SQLITE_READONLY": "the file or its directory is not writable",
-    "SQLITE_CANTOPEN": "the file or its directory cannot be opened or created",
-    "SQLITE_PERM": "permission denied",
-    "SQLITE_NOTADB": "the file is not a SQLite database",
-    "SQLITE_CORRUPT": "the database file is corrupt",
-    "SQLITE_IOERR": "an I/O error",
-}
 
 
 class DeadLetterQueue:
@@ -177,128 +130,9 @@ class DeadLetterQueue:
         if self._conn is not None:  # forked without the hook: never reuse it
             _INHERITED.append(self._conn)
             self._conn = None
-        conn = self._open()
+        conn = _dlq_file.connect(self.path, self.busy_timeout)
         self._conn, self._pid = conn, os.getpid()
         return conn
-
-    def _check_file(self) -> None:
-        """Create the file with mode 0600, or make sure the existing one is a SQLite file."""
-        path = self.path
-        if not os.path.lexists(path):
-            try:
-                fd = os.open(
-                    path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
-                )
-            except FileExistsError:
-                pass  # another process created it just now
-            except OSError as exc:
-                raise DeadLetterError(
-                    path, f"cannot create the dead-letter queue {path}: {exc.strerror}"
-                ) from exc
-            else:
-                os.close(fd)
-                return
-        try:
-            with open(path, "rb") as f:
-                head = f.read(len(_HEADER))
-        except OSError as exc:
-            raise DeadLetterError(
-                path, f"cannot read the dead-letter queue {path}: {exc.strerror}"
-            ) from exc
-        if head and head != _HEADER:
-            raise DeadLetterError(
-                path,
-                f"{path} is not a SQLite database (or its header is corrupt); it was left "
-                "untouched. Move it away or choose another path.",
-            ) from _probe(path)
-
-    def _open(self) -> sqlite3.Connection:
-        self._check_file()
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self.busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as exc:
-            raise self._error("open it", exc) from exc
-        try:
-            self._configure(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._error("open it", exc) from exc
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _configure(self, conn: sqlite3.Connection) -> None:
-        conn.execute(f"PRAGMA busy_timeout = {max(1, round(self.busy_timeout * 1000))}")
-        self._refuse_foreign(conn)  # before switching to WAL, which writes to the file
-        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if str(mode).lower() != "wal":
-            raise DeadLetterError(
-                self.path,
-                f"dead-letter queue {self.path}: SQLite refused WAL mode (got {mode!r})",
-            )
-        conn.execute("PRAGMA synchronous = FULL")
-        self._ensure_schema(conn)
-
-    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        if self._identity(conn) == (APPLICATION_ID, SCHEMA_VERSION):
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._create_schema(conn)  # another process may have created it meanwhile
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
-
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
-        self._refuse_foreign(conn)
-        if self._identity(conn)[0] == 0:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-
-    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
-        """DeadLetterError unless the file is a riprap queue of this schema, or empty."""
-        app, version = self._identity(conn)
-        if app == 0:
-            (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            if tables:
-                raise DeadLetterError(
-                    self.path,
-                    f"{self.path} is a SQLite database of something else, not a riprap "
-                    "dead-letter queue; it was left untouched",
-                )
-        elif app != APPLICATION_ID:
-            raise DeadLetterError(
-                self.path,
-                f"{self.path} is a SQLite database of another application "
-                f"(application_id {app:#x}); it was left untouched",
-            )
-        elif version != SCHEMA_VERSION:
-            raise DeadLetterError(
-                self.path,
-                f"{self.path} is a dead-letter queue of schema version {version}; this "
-                f"riprap reads version {SCHEMA_VERSION}",
-            )
-
-    @staticmethod
-    def _identity(conn: sqlite3.Connection) -> tuple[int, int]:
-        app = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        return int(app), int(version)
-
-    def _error(self, action: str, exc: sqlite3.Error) -> DeadLetterError:
-        name = getattr(exc, "sqlite_errorname", "") or ""
-        why = next((w for k, w in _WHY.items() if name.startswith(k)), None)
-        detail = f"{why} ({exc})" if why else str(exc)
-        return DeadLetterError(
-            self.path, f"dead-letter queue {self.path}: could not {action}: {detail}"
-        )
 
     # --- transactions ------------------------------------------------------------------------
 
@@ -312,10 +146,10 @@ class DeadLetterQueue:
                     result = work(conn)
                     conn.execute("COMMIT")
                 except BaseException:
-                    _rollback(conn)
+                    _dlq_file.rollback(conn)
                     raise
             except sqlite3.Error as exc:
-                raise self._error(action, exc) from exc
+                raise _dlq_file.error(self.path, action, exc) from exc
             return result
 
     def _read(self, action: str, work: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -324,7 +158,7 @@ class DeadLetterQueue:
             try:
                 return work(conn)
             except sqlite3.Error as exc:
-                raise self._error(action, exc) from exc
+                raise _dlq_file.error(self.path, action, exc) from exc
 
     def _visible(self) -> tuple[str, tuple[Any, ...]]:
         """A WHERE clause hiding entries past `max_age`."""
@@ -664,26 +498,3 @@ class DeadLetterQueue:
 
     def __repr__(self) -> str:
         return f"DeadLetterQueue({self.path!r})"
-
-
-def _probe(path: str) -> sqlite3.Error | None:
-    """What SQLite itself says about a file, opened read-only (it writes nothing)."""
-    try:
-        conn = sqlite3.connect(f"{pathlib.Path(path).as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        return exc
-    try:
-        conn.execute("PRAGMA schema_version").fetchone()
-    except sqlite3.Error as exc:
-        return exc
-    finally:
-        conn.close()
-    return None
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        with contextlib.suppress(
-            sqlite3.Error
-        ):  # the original error is the one to report
-            conn.execute("ROLLBACK")

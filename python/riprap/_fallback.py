@@ -38,10 +38,7 @@ The primary call is not bounded (compose with a timeout policy for that), and in
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures as cf
-import contextlib
-import contextvars
 import dataclasses
 import enum
 import functools
@@ -55,6 +52,7 @@ from typing import Any, Final
 
 from . import _fork
 from . import _validate as v
+from ._bounded import run_bounded, run_in_thread
 from ._cache import ResultCache
 from ._clock import check_clock
 from ._decorate import check_callable, is_async, name_of
@@ -71,10 +69,6 @@ __all__ = [
 
 logger = logging.getLogger("riprap")
 logger.addHandler(logging.NullHandler())
-
-#: How often a wait bounded on a ManualClock looks at the clock again (real seconds): the
-#: clock only moves when some other code advances it.
-_POLL = 0.001
 
 
 class _Missing(enum.Enum):
@@ -162,62 +156,6 @@ def check_fallbacks(fallbacks: Any, what: str) -> tuple[Callable[..., Any], ...]
     for fb in out:
         check_callable(fb, what)
     return out
-
-
-def _thread_main(
-    fut: cf.Future[Any],
-    ctx: contextvars.Context,
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> None:
-    if not fut.set_running_or_notify_cancel():
-        return
-    try:
-        result = ctx.run(func, *args, **kwargs)
-    except BaseException as exc:  # handed to the caller's thread, which re-raises it
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
-
-
-def _start_thread(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> cf.Future[Any]:
-    fut: cf.Future[Any] = cf.Future()
-    thread = threading.Thread(
-        target=_thread_main,
-        args=(fut, contextvars.copy_context(), func, args, kwargs),
-        name=f"riprap-fallback {name_of(func)}",
-        daemon=True,
-    )
-    thread.start()
-    return fut
-
-
-def _when_done(thread: cf.Future[Any]) -> asyncio.Future[None]:
-    """An asyncio future of the running loop that completes when `thread` has finished."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def wake(_: object) -> None:
-        # RuntimeError: the loop is closed, so nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_set_done, done)
-
-    thread.add_done_callback(wake)
-    return done
-
-
-def _set_done(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    """Mark a finished future's exception as seen (no "never retrieved" log line)."""
-    if fut.done() and not fut.cancelled():
-        fut.exception()
 
 
 def _awaitable_error(func: Callable[..., Any], result: object) -> TypeError:
@@ -458,23 +396,18 @@ class FallbackStrategy:
         timeout = self.config.degraded_timeout
         if timeout is None:
             return fb(*args, **kwargs)
-        now = self._now
-        start = now()
-        fut = _start_thread(fb, args, kwargs)
-        manual = self.clock is not None
-        while True:
-            remaining = start + timeout - now()
-            if remaining < 0.0:  # a fallback may take exactly `timeout`
-                break
-            done, _ = cf.wait((fut,), _POLL if manual else remaining)
-            if done:
-                break
-        if not fut.done():
-            self._abandoned(fut)
-            raise self._timeout(fb, timeout, abandoned=True)
-        if now() - start > timeout:
-            raise self._timeout(fb, timeout, abandoned=False)
-        return fut.result()
+        in_time, value = run_in_thread(
+            fb,
+            args,
+            kwargs,
+            timeout=timeout,
+            now=self._now,
+            manual=self.clock is not None,
+            on_abandon=self._abandoned,
+        )
+        if not in_time:
+            raise self._timeout(fb, timeout, abandoned=value)
+        return value
 
     # --- async ----------------------------------------------------------------------------
 
@@ -530,60 +463,18 @@ class FallbackStrategy:
             if inspect.isawaitable(result):
                 result = await result
             return result
-        start = self._now()
-        if is_async(fb):
-            task = asyncio.ensure_future(fb(*args, **kwargs))
-            return await self._bounded(task, fb, timeout, start)
-        source = _start_thread(fb, args, kwargs)
-        result = await self._bounded(
-            _when_done(source), fb, timeout, start, thread=source
+        in_time, value = await run_bounded(
+            fb,
+            args,
+            kwargs,
+            timeout=timeout,
+            now=self._now,
+            manual=self.clock is not None,
+            on_abandon=self._abandoned,
         )
-        if inspect.isawaitable(result):  # e.g. a lambda that returns a coroutine
-            task = asyncio.ensure_future(result)
-            result = await self._bounded(task, fb, timeout, start)
-        return result
-
-    async def _bounded(
-        self,
-        fut: asyncio.Future[Any],
-        fb: Callable[..., Any],
-        timeout: float,
-        start: float,
-        *,
-        thread: cf.Future[Any] | None = None,
-    ) -> Any:
-        """`fut`'s result if it finishes within `timeout` of `start`, on the strategy's clock.
-
-        `thread` is the worker thread's future when `fut` stands for a sync fallback.
-        """
-        now = self._now
-        manual = self.clock is not None
-        try:
-            while not (fut.done() or (thread is not None and thread.done())):
-                remaining = start + timeout - now()
-                if remaining < 0.0:  # a fallback may take exactly `timeout`
-                    break
-                await asyncio.wait((fut,), timeout=_POLL if manual else remaining)
-        except BaseException:
-            # We were cancelled (or interrupted) while waiting: stop the fallback too.
-            fut.cancel()
-            if thread is not None and not thread.done():
-                self._abandoned(thread)
-            raise
-        if not (fut.done() or (thread is not None and thread.done())):
-            fut.cancel()
-            if thread is not None:
-                self._abandoned(thread)
-            else:
-                await asyncio.wait((fut,))  # its cleanup runs before the next level
-                _retrieve(fut)
-            raise self._timeout(fb, timeout, abandoned=thread is not None)
-        if now() - start > timeout:
-            _retrieve(fut)
-            raise self._timeout(fb, timeout, abandoned=False)
-        # A thread's outcome is read from its own future: the user's exception object as
-        # raised (asyncio.wrap_future would replace a TimeoutError with a copy).
-        return thread.result() if thread is not None else fut.result()
+        if not in_time:
+            raise self._timeout(fb, timeout, abandoned=value)
+        return value
 
     # --- bookkeeping shared by both ---------------------------------------------------------
 

@@ -20,6 +20,7 @@ import riprap
 from riprap import DeadLetterError, DeadLetterQueue
 from riprap import _dlq as dlq_module
 from riprap._dlq_entry import DeadLetter, SealedPayload
+from riprap._dlq_file import APPLICATION_ID
 
 
 @pytest.fixture
@@ -406,7 +407,7 @@ class TestStorage:
         assert pragma(queue, "journal_mode") == "wal"
         assert pragma(queue, "synchronous") == 2  # FULL
         assert pragma(queue, "busy_timeout") == 10_000
-        assert pragma(queue, "application_id") == dlq_module.APPLICATION_ID
+        assert pragma(queue, "application_id") == APPLICATION_ID
 
     def test_files_are_private(self, path: Path) -> None:
         old = os.umask(0o022)
