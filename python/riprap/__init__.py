@@ -60,8 +60,11 @@ from ._retry_manager import (
 )
 from ._stats import (
     CircuitBreakerStats,
+    DeadLetterQueueStats,
+    FallbackStats,
     KeyedRateLimiterStats,
     RateLimiterStats,
+    ResultCacheStats,
     RetryBudgetStats,
     RetryStatistics,
 )
@@ -95,10 +98,12 @@ __all__ = [
     "DATABASE_RETRY_POLICY",
     "DeadLetterError",
     "DeadLetterQueue",
+    "DeadLetterQueueStats",
     "FallbackConfig",
     "FallbackDecorator",
     "FallbackExhaustedError",
     "FallbackExhaustedException",
+    "FallbackStats",
     "FallbackStrategy",
     "IntelligentRetryManager",
     "KeyedRateLimiter",
@@ -110,6 +115,7 @@ __all__ = [
     "RateLimiterStats",
     "ResilienceError",
     "ResultCache",
+    "ResultCacheStats",
     "RetryBudget",
     "RetryBudgetStats",
     "RetryDecorator",

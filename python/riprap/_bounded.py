@@ -10,10 +10,10 @@ code advances it, a waiting caller looks at the clock again every millisecond of
 a call that moved the clock past its deadline (say with `clock.sleep`) has overrun even though it
 returned. A call may take exactly `timeout`.
 
-Both functions return `(True, result)` for a call that finished in time, and
-`(False, abandoned)` for one that overran (`abandoned`: its thread was left running). The
-call's own exception, if it raised in time, is raised as is (from a worker thread, the very
-object it raised).
+Both functions take a `Bound` (the limit, the clock, what to do with an abandoned thread) and
+return `(True, result)` for a call that finished in time, or `(False, abandoned)` for one that
+overran (`abandoned`: its thread was left running). The call's own exception, if it raised in
+time, is raised as is (from a worker thread, the very object it raised).
 """
 
 from __future__ import annotations
@@ -25,17 +25,25 @@ import contextvars
 import inspect
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._decorate import is_async, name_of
 
-__all__ = ["run_bounded", "run_in_thread"]
+__all__ = ["Bound", "run_bounded", "run_in_thread"]
 
 #: How often a wait bounded on a ManualClock looks at the clock again (real seconds).
 POLL = 0.001
 
 Outcome = tuple[bool, Any]
-OnAbandon = Callable[[cf.Future[Any]], None]
+
+
+class Bound(NamedTuple):
+    """How long a call may take, on which clock, and who hears of an abandoned thread."""
+
+    timeout: float
+    now: Callable[[], float]
+    manual: bool  # a ManualClock: poll it instead of waiting for real time
+    on_abandon: Callable[[cf.Future[Any]], None]
 
 
 def _thread_main(
@@ -70,16 +78,13 @@ def _start_thread(
 
 
 def run_in_thread(
+    bound: Bound,
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    *,
-    timeout: float,
-    now: Callable[[], float],
-    manual: bool,
-    on_abandon: OnAbandon,
 ) -> Outcome:
     """Call sync `func` in a worker thread and wait for it until `timeout` has passed."""
+    timeout, now, manual, on_abandon = bound
     start = now()
     fut = _start_thread(func, args, kwargs)
     while True:
@@ -123,44 +128,36 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
 
 
 async def run_bounded(
+    bound: Bound,
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    *,
-    timeout: float,
-    now: Callable[[], float],
-    manual: bool,
-    on_abandon: OnAbandon,
 ) -> Outcome:
     """Await `func(*args, **kwargs)` until `timeout` has passed.
 
     An async `func` runs as a task, a sync one in a worker thread; an awaitable the thread
     returns is then awaited within the same bound.
     """
-    start = now()
+    start = bound.now()
     if is_async(func):
         task = asyncio.ensure_future(func(*args, **kwargs))
-        return await _wait(task, None, start, timeout, now, manual, on_abandon)
+        return await _wait(bound, start, task, None)
     thread = _start_thread(func, args, kwargs)
-    in_time, value = await _wait(
-        _when_done(thread), thread, start, timeout, now, manual, on_abandon
-    )
+    in_time, value = await _wait(bound, start, _when_done(thread), thread)
     if in_time and inspect.isawaitable(value):  # e.g. a lambda that returns a coroutine
         task = asyncio.ensure_future(value)
-        return await _wait(task, None, start, timeout, now, manual, on_abandon)
+        return await _wait(bound, start, task, None)
     return in_time, value
 
 
-async def _wait(  # noqa: PLR0917 - one internal call site shape
+async def _wait(
+    bound: Bound,
+    start: float,
     fut: asyncio.Future[Any],
     thread: cf.Future[Any] | None,
-    start: float,
-    timeout: float,
-    now: Callable[[], float],
-    manual: bool,
-    on_abandon: OnAbandon,
 ) -> Outcome:
     """Wait for `fut` (a task, or the stand-in of `thread`) until the deadline."""
+    timeout, now, manual, on_abandon = bound
 
     def finished() -> bool:
         return fut.done() or (thread is not None and thread.done())

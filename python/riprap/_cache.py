@@ -21,6 +21,7 @@ from typing import Any
 from . import _fork
 from . import _validate as v
 from ._clock import check_clock
+from ._stats import ResultCacheStats
 
 __all__ = ["ResultCache"]
 
@@ -147,7 +148,7 @@ class ResultCache:
             entry = self._data.get(key)
             return entry is not None and now <= entry[1]
 
-    def get_stats(self) -> dict[str, Any]:
+    def get_stats(self) -> ResultCacheStats:
         """Counters since construction, and the size and settings.
 
         `hits`, `misses`, `hit_rate`, `evictions` (least recently used entries dropped to make

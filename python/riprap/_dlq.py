@@ -48,6 +48,7 @@ from ._dlq_entry import (
     run_one,
     run_one_async,
 )
+from ._stats import DeadLetterQueueStats
 
 __all__ = ["DeadLetterQueue"]
 
@@ -444,7 +445,7 @@ class DeadLetterQueue:
                 failed += 1
         return succeeded, failed
 
-    def get_stats(self) -> dict[str, Any]:
+    def get_stats(self) -> DeadLetterQueueStats:
         """The queue's contents and retention counters.
 
         `path`, `entries`, `by_operation`, `oldest_created_at`, `newest_created_at`,
@@ -453,7 +454,7 @@ class DeadLetterQueue:
         """
         where, params = self._visible()
 
-        def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        def read(conn: sqlite3.Connection) -> DeadLetterQueueStats:
             counters = dict(conn.execute("SELECT name, value FROM riprap_counters"))
             by_op = dict(
                 conn.execute(
@@ -466,17 +467,17 @@ class DeadLetterQueue:
                 f"SELECT min(created_at), max(created_at) FROM dead_letters WHERE {where}",
                 params,
             ).fetchone()
-            return {
-                "path": self.path,
-                "entries": sum(by_op.values()),
-                "by_operation": by_op,
-                "oldest_created_at": oldest,
-                "newest_created_at": newest,
-                "dropped_max_entries": counters.get("dropped_max_entries", 0),
-                "dropped_max_age": counters.get("dropped_max_age", 0),
-                "max_entries": self.max_entries,
-                "max_age": self.max_age,
-            }
+            return DeadLetterQueueStats(
+                path=self.path,
+                entries=sum(by_op.values()),
+                by_operation=by_op,
+                oldest_created_at=oldest,
+                newest_created_at=newest,
+                dropped_max_entries=counters.get("dropped_max_entries", 0),
+                dropped_max_age=counters.get("dropped_max_age", 0),
+                max_entries=self.max_entries,
+                max_age=self.max_age,
+            )
 
         return self._read("read its statistics", read)  # type: ignore[no-any-return]
 

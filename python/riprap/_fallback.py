@@ -52,11 +52,12 @@ from typing import Any, Final
 
 from . import _fork
 from . import _validate as v
-from ._bounded import run_bounded, run_in_thread
+from ._bounded import Bound, run_bounded, run_in_thread
 from ._cache import ResultCache
 from ._clock import check_clock
 from ._decorate import check_callable, is_async, name_of
 from ._errors import FallbackExhaustedError, TimeoutExceededError
+from ._stats import FallbackStats
 
 __all__ = [
     "MISSING",
@@ -319,8 +320,8 @@ class FallbackStrategy:
         else:
             self.cache.discard(key)
 
-    def get_stats(self) -> dict[str, Any]:
-        """Counters since construction, plus `name` and the cache's `get_stats()`.
+    def get_stats(self) -> FallbackStats:
+        """Counters since construction, the name, and the cache's `get_stats()`.
 
         `calls`; `primary_successes`, `primary_failures`; `fallback_successes`,
         `fallback_failures` (each failed fallback call), `timeouts` (fallbacks past
@@ -330,9 +331,22 @@ class FallbackStrategy:
         `abandoned_running` (those still running now).
         """
         with self._lock:
-            stats: dict[str, Any] = {"name": self.name, **self._counts}
-        stats["cache"] = self.cache.get_stats()
-        return stats
+            counts = dict(self._counts)
+        return FallbackStats(
+            name=self.name,
+            calls=counts["calls"],
+            primary_successes=counts["primary_successes"],
+            primary_failures=counts["primary_failures"],
+            fallback_successes=counts["fallback_successes"],
+            fallback_failures=counts["fallback_failures"],
+            timeouts=counts["timeouts"],
+            cache_fallbacks=counts["cache_fallbacks"],
+            default_fallbacks=counts["default_fallbacks"],
+            exhausted=counts["exhausted"],
+            abandoned=counts["abandoned"],
+            abandoned_running=counts["abandoned_running"],
+            cache=self.cache.get_stats(),
+        )
 
     def __repr__(self) -> str:
         return f"FallbackStrategy(name={self.name!r}, config={self.config!r})"
@@ -396,15 +410,7 @@ class FallbackStrategy:
         timeout = self.config.degraded_timeout
         if timeout is None:
             return fb(*args, **kwargs)
-        in_time, value = run_in_thread(
-            fb,
-            args,
-            kwargs,
-            timeout=timeout,
-            now=self._now,
-            manual=self.clock is not None,
-            on_abandon=self._abandoned,
-        )
+        in_time, value = run_in_thread(self._bound(timeout), fb, args, kwargs)
         if not in_time:
             raise self._timeout(fb, timeout, abandoned=value)
         return value
@@ -463,18 +469,13 @@ class FallbackStrategy:
             if inspect.isawaitable(result):
                 result = await result
             return result
-        in_time, value = await run_bounded(
-            fb,
-            args,
-            kwargs,
-            timeout=timeout,
-            now=self._now,
-            manual=self.clock is not None,
-            on_abandon=self._abandoned,
-        )
+        in_time, value = await run_bounded(self._bound(timeout), fb, args, kwargs)
         if not in_time:
             raise self._timeout(fb, timeout, abandoned=value)
         return value
+
+    def _bound(self, timeout: float) -> Bound:
+        return Bound(timeout, self._now, self.clock is not None, self._abandoned)
 
     # --- bookkeeping shared by both ---------------------------------------------------------
 

@@ -23,6 +23,7 @@ from ._fallback import (
     check_fallbacks,
     check_key,
 )
+from ._stats import FallbackStats
 
 __all__ = [
     "FallbackDecorator",
@@ -96,7 +97,7 @@ class ServiceFallbackManager:
                 )
             return strategy
 
-    def get_all_stats(self) -> dict[str, dict[str, Any]]:
+    def get_all_stats(self) -> dict[str, FallbackStats]:
         """`get_stats()` of every strategy, by service name."""
         with self._lock:
             strategies = dict(self.strategies)
