@@ -7,10 +7,10 @@ its `clock=` is the backend's ManualClock.
 from __future__ import annotations
 
 import os
-import threading
 from collections import OrderedDict
 
 import pytest
+from helpers import run_threads
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -128,26 +128,15 @@ def test_matches_a_model(ops: list[tuple[str, int, float]]) -> None:
 
 def test_threads_share_one_bounded_cache() -> None:
     cache = ResultCache(1000.0, 64)
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
 
     def work(seed: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(5000):
-                key = (seed * 7 + i) % 200
-                cache.put(key, key)
-                got = cache.get((key + 1) % 200, MISSING)
-                assert got is MISSING or got == (key + 1) % 200
-        except BaseException as e:  # reported below
-            errors.append(e)
+        for i in range(5000):
+            key = (seed * 7 + i) % 200
+            cache.put(key, key)
+            got = cache.get((key + 1) % 200, MISSING)
+            assert got is MISSING or got == (key + 1) % 200
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    run_threads(8, work)
     s = cache.get_stats()
     assert s["size"] == 64  # 200 distinct keys went in: full, and never more
     assert s["hits"] + s["misses"] == 8 * 5000
