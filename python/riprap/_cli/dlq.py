@@ -262,24 +262,38 @@ def _replay(queue: Any, args: argparse.Namespace, out: TextIO) -> int:
     succeeded, failed = queue.replay(
         handler, operation=args.operation, limit=args.limit
     )
-    if args.json:
-        json.dump(
-            {"succeeded": succeeded, "failed": failed, "entries": outcomes},
-            out,
-            indent=2,
-        )
-        out.write("\n")
-    else:
-        for r in outcomes:
-            status = "ok" if r["ok"] else "failed"
-            extra = f"  {_clip(r.get('error'), 80)}" if not r["ok"] else ""
-            print(f"{status:6}  {r['id']:>6}  {r['operation']}{extra}", file=out)
-        print(
-            f"\nreplayed {succeeded + failed}: {succeeded} succeeded (removed), "
-            f"{failed} failed (kept)",
-            file=out,
-        )
+    _report(
+        out,
+        args.json,
+        {"succeeded": succeeded, "failed": failed, "entries": outcomes},
+        ("ok", "failed"),
+        f"replayed {succeeded + failed}: {succeeded} succeeded (removed), "
+        f"{failed} failed (kept)",
+    )
     return 1 if failed else 0
+
+
+def _report(
+    out: TextIO,
+    as_json: bool,
+    data: dict[str, Any],
+    words: tuple[str, str],
+    summary: str,
+) -> None:
+    """`data` as JSON, or one line per entry and then `summary`.
+
+    `words` are what an entry that went well and one that did not are called.
+    """
+    if as_json:
+        json.dump(data, out, indent=2)
+        out.write("\n")
+        return
+    width = max(len(w) for w in words)
+    for r in data["entries"]:
+        status = words[0] if r["ok"] else words[1]
+        extra = "" if r["ok"] else f"  {_clip(r.get('error'), 80)}"
+        print(f"{status:{width}}  {r['id']:>6}  {r['operation']}{extra}", file=out)
+    print(f"\n{summary}", file=out)
 
 
 async def _awaited(awaitable: Any) -> None:
@@ -303,19 +317,14 @@ def _dry_run(
             item["ok"] = True
         plan.append(item)
     bad = sum(1 for p in plan if not p["ok"])
-    if args.json:
-        json.dump({"dry_run": True, "entries": plan}, out, indent=2)
-        out.write("\n")
-    else:
-        for p in plan:
-            what = "would run" if p["ok"] else "cannot run"
-            extra = f"  {_clip(p.get('error'), 80)}" if not p["ok"] else ""
-            print(f"{what:10}  {p['id']:>6}  {p['operation']}{extra}", file=out)
-        print(
-            f"\ndry run: {len(plan)} entr{'y' if len(plan) == 1 else 'ies'} would be "
-            f"replayed, {bad} of them cannot be imported; nothing was called or changed",
-            file=out,
-        )
+    _report(
+        out,
+        args.json,
+        {"dry_run": True, "entries": plan},
+        ("would run", "cannot run"),
+        f"dry run: {len(plan)} entr{'y' if len(plan) == 1 else 'ies'} would be replayed, "
+        f"{bad} of them cannot be imported; nothing was called or changed",
+    )
     return 1 if bad else 0
 
 
