@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,6 +64,30 @@ def run_in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
     finally:
         os.close(r)
         os.waitpid(pid, 0)
+
+
+def run_in_child_while_held(
+    locks: list[Any], work: Callable[[], dict[str, Any]]
+) -> dict[str, Any] | str:
+    """`run_in_child(work)` while another parent thread holds every one of `locks`."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        for lock in locks:
+            lock.acquire()
+        holding.set()
+        release.wait()
+        for lock in locks:
+            lock.release()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(WATCHDOG)
+        return run_in_child(work)
+    finally:
+        release.set()
+        holder.join()
 
 
 class Parts:
@@ -152,20 +177,6 @@ def test_a_lock_held_by_a_parent_thread_at_the_fork_never_blocks_the_child() -> 
     locks = [o._lock for o in objects if isinstance(getattr(o, "_lock", None), LOCK)]
     assert len(locks) >= 3  # registry and both managers, on either backend
 
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        for lock in locks:
-            lock.acquire()
-        holding.set()
-        release.wait()
-        for lock in locks:
-            lock.release()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holding.wait(WATCHDOG)
-
     def child() -> dict[str, Any]:
         before = {
             "operations": manager.operations(),
@@ -180,11 +191,7 @@ def test_a_lock_held_by_a_parent_thread_at_the_fork_never_blocks_the_child() -> 
             "limiter": limiter.try_acquire(),
         }
 
-    try:
-        report = run_in_child(child)
-    finally:
-        release.set()
-        holder.join()
+    report = run_in_child_while_held(locks, child)
     assert report == {
         "operations": [],
         "metrics": {},
@@ -261,3 +268,46 @@ def test_a_bulkhead_held_and_waited_on_across_a_fork_starts_empty_in_the_child()
     }
     s = bh.get_stats()
     assert (s["active_calls"], s["queued_calls"], s["admitted_calls"]) == (0, 0, 2)
+
+
+def test_fallback_cache_and_dead_letter_locks_held_at_the_fork(tmp_path: Path) -> None:
+    """A parent thread holds the locks of a result cache, a fallback strategy, the fallback
+    manager and a dead-letter queue across the fork; the child uses all four at once."""
+    clock = ManualClock()
+    cache = riprap.ResultCache(60.0, 10, clock=clock)
+    cache.put("k", "parent")
+    manager = riprap.ServiceFallbackManager()
+    strategy = manager.get_strategy("svc", clock=clock)
+    strategy.execute_with_fallback_sync(lambda: "fresh", [], cache_key="k")
+    queue = riprap.DeadLetterQueue(tmp_path / "dlq.sqlite3")
+    parent_id = queue.put("parent")
+    locks = [cache._lock, strategy._lock, manager._lock, queue._lock]
+
+    def child() -> dict[str, Any]:
+        return {
+            "cache": cache.get("k"),
+            "strategy_calls": strategy.get_stats()["calls"],
+            "served": strategy.execute_with_fallback_sync(
+                lambda: 1 / 0, [], cache_key="k", default_value="default"
+            ),
+            "same_strategy": manager.get_strategy("svc") is strategy,
+            "put": queue.put("child") > parent_id,
+            "operations": [e.operation for e in queue.list()],
+        }
+
+    report = run_in_child_while_held(locks, child)
+    assert report == {
+        "cache": None,  # a forked child's cache starts empty
+        "strategy_calls": 0,
+        "served": "default",  # the parent's cached value is not in the child
+        "same_strategy": True,
+        "put": True,
+        "operations": [
+            "parent",
+            "child",
+        ],  # the file is shared: the entries are not state
+    }
+    assert cache.get("k") == "parent"
+    assert strategy.get_stats()["calls"] == 1
+    assert [e.operation for e in queue.list()] == ["parent", "child"]
+    queue.close()

@@ -31,19 +31,27 @@ PUBLIC_NAMES_SO_FAR = {
     "CircuitOpenError",
     "CircuitState",
     "DATABASE_RETRY_POLICY",
+    "DeadLetterError",
+    "DeadLetterQueue",
+    "FallbackConfig",
+    "FallbackDecorator",
     "FallbackExhaustedError",
     "FallbackExhaustedException",
+    "FallbackStrategy",
     "IntelligentRetryManager",
     "KeyedRateLimiter",
+    "MISSING",
     "NETWORK_RETRY_POLICY",
     "RateLimitExceeded",
     "RateLimiter",
     "ResilienceError",
     "ResourceBulkhead",
+    "ResultCache",
     "RetryBudget",
     "RetryDecorator",
     "RetryManager",
     "RetryPolicy",
+    "ServiceFallbackManager",
     "TimeoutExceededError",
     "backend",
     "bulkhead",
@@ -51,6 +59,9 @@ PUBLIC_NAMES_SO_FAR = {
     "circuit_breaker",
     "circuit_breaker_registry",
     "deadline",
+    "dead_letter",
+    "fallback",
+    "fallback_manager",
     "retry",
     "timeout",
 }
@@ -61,6 +72,25 @@ def test_all_is_sorted_and_exported() -> None:
     for name in riprap.__all__:
         assert hasattr(riprap, name), name
     assert PUBLIC_NAMES_SO_FAR <= set(riprap.__all__)
+
+
+def test_missing_is_one_named_sentinel() -> None:
+    import copy
+    import pickle
+
+    assert repr(riprap.MISSING) == "riprap.MISSING"
+    assert riprap.MISSING is not None
+    assert pickle.loads(pickle.dumps(riprap.MISSING)) is riprap.MISSING
+    assert copy.deepcopy(riprap.MISSING) is riprap.MISSING
+
+
+def test_dead_letter_error_is_a_resilience_error() -> None:
+    import pickle
+
+    err = riprap.DeadLetterError("/x.db", "dead-letter queue /x.db: disk full")
+    assert isinstance(err, riprap.ResilienceError)
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.path, str(back)) == ("/x.db", str(err))
 
 
 def test_seed_aliases_are_the_same_classes() -> None:

@@ -2,7 +2,8 @@
 
 Retry with backoff and jitter, retry budgets and adaptive backoff, circuit breakers, token-bucket
 rate limiters (single and keyed), bulkheads, timeouts and deadlines, built on state machines
-written in Rust (`riprap._core`).
+written in Rust (`riprap._core`); fallback chains with a bounded result cache, and a durable
+dead-letter queue on SQLite.
 `RIPRAP_BACKEND=python` runs everything on the pure-Python reference (`riprap._reference`)
 instead; `riprap.backend()` says which one is active.
 
@@ -27,6 +28,9 @@ from ._bulkhead_manager import (
     bulkhead,
     bulkhead_manager,
 )
+from ._cache import ResultCache
+from ._dead_letter import dead_letter
+from ._dlq import DeadLetterQueue
 from ._errors import (
     BulkheadRejectedError,
     BulkheadRejectedException,
@@ -34,11 +38,19 @@ from ._errors import (
     BulkheadTimeoutException,
     CircuitBreakerOpenException,
     CircuitOpenError,
+    DeadLetterError,
     FallbackExhaustedError,
     FallbackExhaustedException,
     RateLimitExceeded,
     ResilienceError,
     TimeoutExceededError,
+)
+from ._fallback import MISSING, FallbackConfig, FallbackStrategy
+from ._fallback_manager import (
+    FallbackDecorator,
+    ServiceFallbackManager,
+    fallback,
+    fallback_manager,
 )
 from ._limiter import KeyedRateLimiter, RateLimiter
 from ._retry import (
@@ -56,8 +68,11 @@ from ._retry_manager import (
 )
 from ._stats import (
     CircuitBreakerStats,
+    DeadLetterQueueStats,
+    FallbackStats,
     KeyedRateLimiterStats,
     RateLimiterStats,
+    ResultCacheStats,
     RetryBudgetStats,
     RetryStatistics,
 )
@@ -94,23 +109,34 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "DATABASE_RETRY_POLICY",
+    "DeadLetterError",
+    "DeadLetterQueue",
+    "DeadLetterQueueStats",
+    "FallbackConfig",
+    "FallbackDecorator",
     "FallbackExhaustedError",
     "FallbackExhaustedException",
+    "FallbackStats",
+    "FallbackStrategy",
     "IntelligentRetryManager",
     "KeyedRateLimiter",
     "KeyedRateLimiterStats",
+    "MISSING",
     "NETWORK_RETRY_POLICY",
     "RateLimitExceeded",
     "RateLimiter",
     "RateLimiterStats",
     "ResilienceError",
     "ResourceBulkhead",
+    "ResultCache",
+    "ResultCacheStats",
     "RetryBudget",
     "RetryBudgetStats",
     "RetryDecorator",
     "RetryManager",
     "RetryPolicy",
     "RetryStatistics",
+    "ServiceFallbackManager",
     "TimeoutExceededError",
     "__version__",
     "backend",
@@ -118,7 +144,10 @@ __all__ = [
     "bulkhead_manager",
     "circuit_breaker",
     "circuit_breaker_registry",
+    "dead_letter",
     "deadline",
+    "fallback",
+    "fallback_manager",
     "retry",
     "timeout",
 ]

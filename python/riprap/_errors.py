@@ -18,6 +18,7 @@ __all__ = [
     "BulkheadTimeoutException",
     "CircuitBreakerOpenException",
     "CircuitOpenError",
+    "DeadLetterError",
     "FallbackExhaustedError",
     "FallbackExhaustedException",
     "REJECTIONS",
@@ -155,6 +156,25 @@ class FallbackExhaustedError(ResilienceError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.errors, str(self)))
+
+
+class DeadLetterError(ResilienceError):
+    """The dead-letter queue itself failed: its file could not be opened, read or written.
+
+    Disk full, a read-only directory, a file that is corrupt or not a SQLite database, or a
+    lock held by another process for longer than the busy timeout. The SQLite (or OS) error is
+    the `__cause__`; the message names the file.
+
+    Attributes:
+        path: The queue's database file.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, str(self)))
 
 
 # The seed design's names: the same class objects.

@@ -12,8 +12,11 @@ from typing import TypedDict
 
 __all__ = [
     "CircuitBreakerStats",
+    "DeadLetterQueueStats",
+    "FallbackStats",
     "KeyedRateLimiterStats",
     "RateLimiterStats",
+    "ResultCacheStats",
     "RetryBudgetStats",
     "RetryStatistics",
 ]
@@ -105,3 +108,64 @@ class RetryStatistics(TypedDict):
     max_attempt_time: float
     min_attempt_time: float
     success_rate: float
+
+
+class ResultCacheStats(TypedDict):
+    """`ResultCache.get_stats()`: counters since creation, the size and the settings.
+
+    `evictions`: least recently used entries dropped to make room; `expirations`: entries found
+    stale (by `get`, or dropped by `len()`).
+    """
+
+    hits: int
+    misses: int
+    hit_rate: float
+    evictions: int
+    expirations: int
+    size: int
+    max_entries: int
+    ttl: float
+
+
+class FallbackStats(TypedDict):
+    """`FallbackStrategy.get_stats()`: what answered each call, since creation.
+
+    `fallback_failures` counts failed fallback calls (a call may make several) and `timeouts`
+    those past `degraded_timeout`; `cache_fallbacks`, `default_fallbacks` and `exhausted` count
+    calls answered by the cache, by the default, or by `FallbackExhaustedError`; `abandoned`
+    counts sync fallback threads left running at their deadline, `abandoned_running` those still
+    running now.
+    """
+
+    name: str
+    calls: int
+    primary_successes: int
+    primary_failures: int
+    fallback_successes: int
+    fallback_failures: int
+    timeouts: int
+    cache_fallbacks: int
+    default_fallbacks: int
+    exhausted: int
+    abandoned: int
+    abandoned_running: int
+    cache: ResultCacheStats
+
+
+class DeadLetterQueueStats(TypedDict):
+    """`DeadLetterQueue.get_stats()`: the file's contents and its retention counters.
+
+    `created_at` times are wall-clock seconds since the epoch (None when the queue is empty);
+    `dropped_max_entries` and `dropped_max_age` are totals over the file's life, from every
+    process that wrote to it.
+    """
+
+    path: str
+    entries: int
+    by_operation: dict[str, int]
+    oldest_created_at: float | None
+    newest_created_at: float | None
+    dropped_max_entries: int
+    dropped_max_age: int
+    max_entries: int | None
+    max_age: float | None

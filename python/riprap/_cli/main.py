@@ -1,4 +1,4 @@
-"""The `riprap` command: `demo`, `bench` (and `dlq`, `serve`, not built yet)."""
+"""The `riprap` command: `demo`, `bench`, `dlq` (and `serve`, not built yet)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import json
 import sys
+
+from . import dlq
 
 __all__ = ["main"]
 
@@ -18,13 +20,12 @@ commands:
   bench   measure riprap against the pure-Python reference backend and the installed peers
           (tenacity, stamina, backoff, pybreaker, circuitbreaker, aiobreaker, purgatory,
           limits, pyrate-limiter, aiolimiter, resilix) and print the comparison tables
-  dlq     inspect and replay the dead-letter queue: not implemented yet
+  dlq     inspect and replay a dead-letter queue file: list, show, replay (--dry-run), purge
   serve   serve /metrics, /health and a dashboard: not implemented yet
 """
 
 #: Commands that are planned but not built yet, and what each would serve.
 NOT_YET = {
-    "dlq": "the dead-letter queue",
     "serve": "the metrics endpoint and dashboard",
 }
 
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip measuring the pure-Python reference backend (a child process)",
     )
+    dlq.add_parser(sub)
     for name, what in NOT_YET.items():
         sub.add_parser(name, help=f"{what}: not implemented yet")
     return p
@@ -99,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(quick=args.quick, seed=args.seed, calls=args.calls)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "dlq":
+        return dlq.run(args)
     if args.command in NOT_YET:
         print(
             f"riprap {args.command}: {NOT_YET[args.command]} is not implemented yet",

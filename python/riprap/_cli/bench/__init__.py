@@ -1,5 +1,5 @@
 """Benchmarks shared by `riprap bench` and `benches/` (pytest-benchmark).
 
-`harness` is the paired timer and the table; `retry`, `breaker` and `limiter` each hold one
-primitive's cases; `cases` lists them all.
+`harness` is the paired timer and the table; `retry`, `breaker`, `limiter` and `cache` each hold
+one primitive's cases; `cases` lists them all.
 """

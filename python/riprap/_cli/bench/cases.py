@@ -6,15 +6,15 @@ that knows them all.
 
 from __future__ import annotations
 
-from . import breaker, bulkhead, limiter, retry
+from . import breaker, bulkhead, cache, limiter, retry
 from .harness import Case
 
 __all__ = ["all_cases", "selected"]
 
 
 def all_cases() -> list[Case]:
-    """Every case: retry, the circuit breaker, the rate limiters, then the bulkhead."""
-    return [*retry.CASES, *breaker.CASES, *limiter.CASES, *bulkhead.CASES]
+    """Every case: retry, the circuit breaker, the rate limiters, the bulkhead, the cache."""
+    return [*retry.CASES, *breaker.CASES, *limiter.CASES, *bulkhead.CASES, *cache.CASES]
 
 
 def selected(*prefixes: str) -> list[tuple[Case, str]]:
