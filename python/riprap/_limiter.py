@@ -22,6 +22,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast, overload
 
+from . import _deadlines as deadlines
 from . import _validate as v
 from . import testing
 from ._backend import core
@@ -92,8 +93,15 @@ async def _sleep_until_due(limiter: Any, ticket: int, args: tuple[Any, ...]) -> 
 
 
 async def _wait_for_slot(limiter: Any, ticket: int, args: tuple[Any, ...]) -> None:
-    """Wait for `ticket`'s slot; if the wait ends in any exception, give the slot back."""
+    """Wait for `ticket`'s slot; if the wait ends in any exception, give the slot back.
+
+    A wait that would end after an enclosing `riprap.deadline` / `riprap.timeout` is not
+    started: `TimeoutExceededError` at once.
+    """
     try:
+        left = deadlines.remaining()
+        if left is not None and limiter._remaining(*args) > left:
+            raise deadlines.exceeded()
         await _sleep_until_due(limiter, ticket, args)
     except BaseException:
         limiter._cancel(*args)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from .. import _deadlines as deadlines
 from .._errors import RateLimitExceeded
 from .._fork import track
 from .._validate import (
@@ -27,6 +28,7 @@ from .._validate import (
     no_storage,
     number,
     py_float,
+    secs_to_nanos,
 )
 from .._validate import name as _name
 from .._validate import on_limit as _on_limit
@@ -148,8 +150,13 @@ def wait_until_due(
     """Block until `remaining(now)` is 0.
 
     A manual clock advances; real time sleeps in <= 50 ms slices (Ctrl-C interrupts
-    `time.sleep`).
+    `time.sleep`). A wait that would end after an enclosing `riprap.deadline` /
+    `riprap.timeout` is not started: `TimeoutExceededError` (the caller gives the reservation
+    back).
     """
+    left = deadlines.remaining()
+    if left is not None and remaining(clock.now_ns()) > secs_to_nanos(left):
+        raise deadlines.exceeded()
     while True:
         left = remaining(clock.now_ns())
         if left == 0:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._deadlines import remaining
 from .._errors import REJECTIONS, ResilienceError
 from .._http import parse_retry_after
 from .._validate import U64_MAX, check_float, check_int
@@ -265,7 +266,8 @@ class RetryEngine:
             elapsed,
             previous,
             retry_after,
-            time_left=None,
+            # An enclosing `riprap.deadline` / `riprap.timeout`: no sleep may cross it either.
+            time_left=remaining(),
             withdraw=budget.try_withdraw if budget is not None else lambda: True,
         )
         max_attempts = self._schedule.max_attempts

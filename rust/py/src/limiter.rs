@@ -18,6 +18,7 @@ use riprap_core::{Clock, Decision, RateLimiter, Reservation, nanos_to_secs};
 
 use crate::call::{AsyncCallEngine, CallEngine, native_async_call, native_call};
 use crate::convert::{clock as extract_clock, cost, max_wait, name, no_storage, quota, raises};
+use crate::deadline;
 use crate::errors::rate_limited;
 use crate::vectorcall::{Args, Fast};
 use crate::wakers::Wakers;
@@ -31,6 +32,13 @@ pub(crate) fn wait_until_due(
     remaining: impl Fn(u64) -> u64,
 ) -> PyResult<()> {
     const SLICE: u64 = 50_000_000;
+    // An enclosing `riprap.deadline` / `riprap.timeout`: a wait that would end after it is not
+    // started (the caller then gives the reservation back).
+    if let Some(left) = deadline::remaining(py)?
+        && remaining(clock.now()) > left
+    {
+        return Err(deadline::exceeded(py));
+    }
     loop {
         let left = remaining(clock.now());
         if left == 0 {

@@ -20,7 +20,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, intern};
-use riprap_core::{Clock, Failed, RetryDecision, RetrySchedule};
+use riprap_core::{Clock, Failed, RetryDecision, RetrySchedule, nanos_to_secs};
 
 mod call;
 mod classify;
@@ -33,6 +33,7 @@ use crate::attr::{self, handling};
 use crate::backoff::backoff_config;
 use crate::budget::PyRetryBudget;
 use crate::convert::{attempt, clock};
+use crate::deadline;
 use crate::errors::config_error;
 
 const DEBUG: i32 = 10;
@@ -223,7 +224,8 @@ impl PyRetryEngine {
             elapsed: start.map_or(0.0, |s| self.clock.now_secs() - s),
             previous,
             retry_after,
-            time_left: None,
+            // An enclosing `riprap.deadline` / `riprap.timeout`: no sleep may cross it either.
+            time_left: deadline::remaining(py)?.map(nanos_to_secs),
         };
         let budget = || {
             self.budget
