@@ -76,11 +76,16 @@ def test_async_and_code_block_retries_respect_the_deadline(clock: ManualClock) -
 
     attempts = 0
     policy = riprap.RetryPolicy(max_attempts=5, base_delay=10.0, jitter=False)
-    with riprap.deadline(1.0, clock=clock), pytest.raises(ConnectionError):
+
+    def block() -> None:
+        nonlocal attempts
         for attempt in policy.attempts(clock=clock):
             with attempt:
                 attempts += 1
                 raise ConnectionError("reset")
+
+    with riprap.deadline(1.0, clock=clock), pytest.raises(ConnectionError):
+        block()
     assert attempts == 1
 
 

@@ -92,6 +92,13 @@ async def _sleep_until_due(limiter: Any, ticket: int, args: tuple[Any, ...]) -> 
             limiter._unwatch(ticket)
 
 
+def _check_deadline(limiter: Any, args: tuple[Any, ...]) -> None:
+    """`TimeoutExceededError` if the wait would end after an enclosing deadline."""
+    left = deadlines.remaining()
+    if left is not None and limiter._remaining(*args) > left:
+        raise deadlines.exceeded()
+
+
 async def _wait_for_slot(limiter: Any, ticket: int, args: tuple[Any, ...]) -> None:
     """Wait for `ticket`'s slot; if the wait ends in any exception, give the slot back.
 
@@ -99,9 +106,7 @@ async def _wait_for_slot(limiter: Any, ticket: int, args: tuple[Any, ...]) -> No
     started: `TimeoutExceededError` at once.
     """
     try:
-        left = deadlines.remaining()
-        if left is not None and limiter._remaining(*args) > left:
-            raise deadlines.exceeded()
+        _check_deadline(limiter, args)
         await _sleep_until_due(limiter, ticket, args)
     except BaseException:
         limiter._cancel(*args)
