@@ -15,13 +15,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["Coroutine", "Guard", "Handover"]
+__all__ = ["Coroutine", "Drive", "Guard", "Handover", "close_quietly"]
 
 NOT_STARTED, GUARDED, HANDED_OVER, DONE = range(4)
 
 
+class Drive:
+    """A guard's answer: drive `awaitable` next, and report how it ends to the guard."""
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Any) -> None:
+        self.awaitable = awaitable
+
+
 class Handover:
-    """A guard's answer: continue the await as an await of `coroutine`."""
+    """A guard's answer: continue the await as an await of `coroutine` (its end is final)."""
 
     __slots__ = ("coroutine",)
 
@@ -32,17 +41,25 @@ class Handover:
 class Guard(Protocol):
     """The work around one awaited call."""
 
-    def start(self) -> None:
-        """Before the first step; raising ends the await (the user's coroutine is closed)."""
+    def start(self, inner: Any) -> Any:
+        """When first resumed, with the user's coroutine: usually `Drive(inner)`.
+
+        Raising ends the await; a guard that does so closes `inner` first (`close_quietly`).
+        """
 
     def returned(self, value: Any) -> Any:
-        """The user's coroutine returned `value`: the await's result, or a `Handover`."""
+        """What was driven returned `value`: the await's result, `Drive` or `Handover`."""
 
     def raised(self, exc: BaseException) -> Any:
-        """It raised `exc` (called while `exc` is handled): re-raise, raise, or `Handover`."""
+        """It raised `exc` (called while `exc` is handled): raise, `Drive` or `Handover`."""
 
     def abandon(self) -> None:
         """The coroutine was dropped before the end: give back what was taken."""
+
+
+def close_quietly(coroutine: Any) -> None:
+    """Close a coroutine that will never be driven (no "never awaited" warning)."""
+    coroutine.close()
 
 
 class _Yield:
@@ -134,13 +151,16 @@ class Coroutine:
                 self._phase = DONE
                 self._close_inner()
                 raise exc
+            self._phase = GUARDED
+            inner, self._inner = self._inner, None
             try:
-                self._guard.start()
+                answer = self._guard.start(inner)
             except BaseException:
                 self._phase = DONE
-                self._close_inner()
                 raise
-            self._phase = GUARDED
+            if not isinstance(answer, Drive):
+                raise AssertionError("a guard's start() drives or raises")
+            self._inner, value = answer.awaitable, None
         while True:
             outcome = self._drive(value, exc)
             if isinstance(outcome, _Yield):
@@ -149,13 +169,17 @@ class Coroutine:
                 self._phase, self._inner = HANDED_OVER, outcome.coroutine
                 value, exc = None, None
                 continue
+            if isinstance(outcome, Drive):
+                self._inner = outcome.awaitable
+                value, exc = None, None
+                continue
             self._phase, self._inner = DONE, None
             raise StopIteration(outcome.value)
 
     def _drive(self, value: Any, exc: BaseException | None) -> Any:
         """One step of the inner awaitable; when it finished, the guard's answer.
 
-        Returns `_Yield`, `_Return` or `Handover`, or raises what the await raises.
+        Returns `_Yield`, `_Return`, `Drive` or `Handover`, or raises what the await raises.
         """
         try:
             yielded = self._inner.send(value) if exc is None else self._inner.throw(exc)
@@ -181,7 +205,7 @@ class Coroutine:
         except BaseException:
             self._phase, self._inner = DONE, None
             raise
-        return answer if isinstance(answer, Handover) else _Return(answer)
+        return answer if isinstance(answer, (Drive, Handover)) else _Return(answer)
 
     def __getattr__(self, name: str) -> Any:
         # `__name__` and `__qualname__` are the wrapped function's (asyncio's task reprs read

@@ -33,7 +33,7 @@ from .._validate import (
     py_float,
     secs_to_nanos,
 )
-from ._awaitable import Coroutine
+from ._awaitable import Coroutine, Drive, close_quietly
 from ._clock import clock_of
 from ._window import Counts, Window
 from ._wrapper import AsyncNativeWrapper, NativeWrapper
@@ -587,9 +587,14 @@ class BreakerGuard:
         self._engine = engine
         self._permit: Permit | None = None
 
-    def start(self) -> None:
-        """Take the permit (or raise a fresh CircuitOpenError)."""
-        self._permit = self._engine._admit()
+    def start(self, inner: Any) -> Drive:
+        """Take the permit and drive `inner` (or close it and raise a fresh CircuitOpenError)."""
+        try:
+            self._permit = self._engine._admit()
+        except BaseException:
+            close_quietly(inner)
+            raise
+        return Drive(inner)
 
     def _take(self) -> Permit | None:
         permit, self._permit = self._permit, None

@@ -20,7 +20,7 @@ from .._deadlines import remaining
 from .._errors import REJECTIONS, ResilienceError
 from .._http import parse_retry_after
 from .._validate import U64_MAX, check_float, check_int
-from ._awaitable import Coroutine, Handover
+from ._awaitable import Coroutine, Drive, Handover
 from ._backoff import Backoff, backoff_config
 from ._backoff import attempt as _attempt
 from ._budget import RetryBudget
@@ -377,9 +377,10 @@ class RetryGuard:
         self._kwargs = kwargs
         self._start: float | None = None
 
-    def start(self) -> None:
+    def start(self, inner: Any) -> Drive:
         """The first attempt starts."""
         self._start = self._engine.start()
+        return Drive(inner)
 
     def _handover(self, delay: float) -> Handover:
         return Handover(self._resume(self._start, 1, delay, self._args, self._kwargs))

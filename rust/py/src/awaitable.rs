@@ -38,26 +38,41 @@ use crate::attr;
 use crate::breaker::BreakerGuard;
 use crate::retry::RetryGuard;
 
-/// What a guard decided after the inner awaitable finished.
+/// What a guard decided: what the coroutine does next.
 pub(crate) enum Step<'py> {
+    /// Drive this awaitable (the user's coroutine, a wait, a sleep) and report how it ends to
+    /// the guard.
+    Drive(Bound<'py, PyAny>),
+    /// The await continues as an await of this coroutine (a Python continuation): how it ends
+    /// is how the await ends.
+    Handover(Bound<'py, PyAny>),
     /// The await returns this value.
     Return(Bound<'py, PyAny>),
     /// The await raises this exception.
     Raise(PyErr),
-    /// The await continues as an await of this coroutine (a Python continuation).
-    Handover(Bound<'py, PyAny>),
 }
 
 /// The work around one awaited call (admission before, bookkeeping after).
 pub(crate) trait Guard {
-    /// Before the first step; an error is raised from the await (the inner coroutine is closed).
-    fn start(&mut self, py: Python<'_>) -> PyResult<()>;
+    /// When the coroutine is first resumed. `inner` is the user's coroutine, made when the
+    /// function was called; the usual answer is `Step::Drive(inner)`. A guard that ends the
+    /// await before driving it (a rejection) closes it (`close_quietly`).
+    fn start<'py>(&mut self, py: Python<'py>, inner: Bound<'py, PyAny>) -> Step<'py>;
 
-    /// The inner coroutine returned `value`.
+    /// The awaitable driven last returned `value`.
     fn returned<'py>(&mut self, value: Bound<'py, PyAny>) -> Step<'py>;
 
-    /// The inner coroutine raised `exc` (any exception, control-flow ones included).
+    /// The awaitable driven last raised `exc` (any exception, control-flow ones included).
     fn raised<'py>(&mut self, exc: Bound<'py, PyAny>) -> Step<'py>;
+}
+
+/// Closes a coroutine that will never be driven (so it does not warn "never awaited"); an
+/// error from its `close` is reported as unraisable.
+pub(crate) fn close_quietly(coroutine: &Bound<'_, PyAny>) {
+    let py = coroutine.py();
+    if let Err(e) = coroutine.call_method0(intern!(py, "close")) {
+        e.write_unraisable(py, Some(coroutine));
+    }
 }
 
 /// The guards there are (an enum rather than a boxed trait object: no allocation per call).
@@ -160,12 +175,18 @@ impl PyCoroutine {
                     close_inner(py, &mut st);
                     return Err(PyErr::from_value(exc));
                 }
-                if let Err(e) = st.driver.guard().start(py) {
-                    st.phase = Phase::Done;
-                    close_inner(py, &mut st);
-                    return Err(e);
-                }
                 st.phase = Phase::Guarded;
+                let Some(inner) = st.inner.take() else {
+                    st.phase = Phase::Done;
+                    return Err(PyRuntimeError::new_err(
+                        "riprap coroutine lost its awaitable",
+                    ));
+                };
+                let step = st.driver.guard().start(py, inner.into_bound(py));
+                if let Some(sent) = Self::apply(&mut st, step)? {
+                    return Ok(sent);
+                }
+                how = Resume::Send(py.None().into_bound(py));
             }
             Phase::Guarded | Phase::HandedOver => {}
         }
@@ -187,22 +208,35 @@ impl PyCoroutine {
                 (Outcome::Return(v), _) => st.driver.guard().returned(v),
                 (Outcome::Raise(e), _) => st.driver.guard().raised(e),
             };
-            match step {
-                Step::Return(v) => {
-                    st.phase = Phase::Done;
-                    st.inner = None;
-                    return Ok(Sent::Return(v));
-                }
-                Step::Raise(e) => {
-                    st.phase = Phase::Done;
-                    st.inner = None;
-                    return Err(e);
-                }
-                Step::Handover(next) => {
-                    st.phase = Phase::HandedOver;
-                    st.inner = Some(next.unbind());
-                    how = Resume::Send(py.None().into_bound(py));
-                }
+            if let Some(sent) = Self::apply(&mut st, step)? {
+                return Ok(sent);
+            }
+            how = Resume::Send(py.None().into_bound(py));
+        }
+    }
+
+    /// Carries out a guard's step: `Some` when the await is over (or `Err`), `None` when there
+    /// is a new awaitable to drive (it starts with `send(None)`).
+    fn apply<'py>(st: &mut State, step: Step<'py>) -> PyResult<Option<Sent<'py>>> {
+        match step {
+            Step::Return(v) => {
+                st.phase = Phase::Done;
+                st.inner = None;
+                Ok(Some(Sent::Return(v)))
+            }
+            Step::Raise(e) => {
+                st.phase = Phase::Done;
+                st.inner = None;
+                Err(e)
+            }
+            Step::Drive(next) => {
+                st.inner = Some(next.unbind());
+                Ok(None)
+            }
+            Step::Handover(next) => {
+                st.phase = Phase::HandedOver;
+                st.inner = Some(next.unbind());
+                Ok(None)
             }
         }
     }
@@ -254,10 +288,8 @@ fn throw<'py>(inner: &Bound<'py, PyAny>, exc: &Bound<'py, PyAny>) -> Outcome<'py
 
 /// Closes the inner coroutine, if any (errors from its `close` are reported as unraisable).
 fn close_inner(py: Python<'_>, st: &mut State) {
-    if let Some(inner) = st.inner.take()
-        && let Err(e) = inner.bind(py).call_method0(intern!(py, "close"))
-    {
-        e.write_unraisable(py, Some(inner.bind(py)));
+    if let Some(inner) = st.inner.take() {
+        close_quietly(inner.bind(py));
     }
 }
 

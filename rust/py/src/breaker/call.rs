@@ -12,7 +12,7 @@ use pyo3::types::{PyDict, PyTuple};
 use riprap_core::{Admission, Outcome, Permit, Transition};
 
 use super::PyBreakerEngine;
-use crate::awaitable::{Driver, Guard, PyCoroutine, Step};
+use crate::awaitable::{Driver, Guard, PyCoroutine, Step, close_quietly};
 use crate::call::{AsyncCallEngine, CallEngine, native_async_call, native_call};
 use crate::errors::{circuit_open, raise_circuit_open};
 use crate::vectorcall::{Args, Fast};
@@ -135,27 +135,15 @@ impl BreakerGuard {
 }
 
 impl Guard for BreakerGuard {
-    fn start(&mut self, py: Python<'_>) -> PyResult<()> {
-        let engine = self.engine.get();
-        let breaker = &engine.inner;
-        let start = if breaker.measures_duration() {
-            engine.clock.now()
-        } else {
-            0
-        };
-        if let Some(permit) = breaker.try_acquire_closed(start) {
-            self.permit = Some(permit);
-            return Ok(());
-        }
-        match breaker.acquire(engine.clock.now()) {
-            Admission::Reject { retry_after } => Err(circuit_open(py, &engine.name, retry_after)),
-            Admission::Admit { permit, transition } => {
-                if let Err(e) = engine.fire(py, transition) {
-                    breaker.release(permit);
-                    return Err(e);
-                }
+    fn start<'py>(&mut self, py: Python<'py>, inner: Bound<'py, PyAny>) -> Step<'py> {
+        match self.admit(py) {
+            Ok(permit) => {
                 self.permit = Some(permit);
-                Ok(())
+                Step::Drive(inner)
+            }
+            Err(e) => {
+                close_quietly(&inner);
+                Step::Raise(e)
             }
         }
     }
@@ -171,6 +159,33 @@ impl Guard for BreakerGuard {
         match self.settle(Some(&exc), exc.py()) {
             Ok(()) => Step::Raise(PyErr::from_value(exc)),
             Err(e) => Step::Raise(e),
+        }
+    }
+}
+
+impl BreakerGuard {
+    /// A permit, on the closed fast path when it can (one atomic load), or a fresh
+    /// `CircuitOpenError`.
+    fn admit(&self, py: Python<'_>) -> PyResult<Permit> {
+        let engine = self.engine.get();
+        let breaker = &engine.inner;
+        let start = if breaker.measures_duration() {
+            engine.clock.now()
+        } else {
+            0
+        };
+        if let Some(permit) = breaker.try_acquire_closed(start) {
+            return Ok(permit);
+        }
+        match breaker.acquire(engine.clock.now()) {
+            Admission::Reject { retry_after } => Err(circuit_open(py, &engine.name, retry_after)),
+            Admission::Admit { permit, transition } => {
+                if let Err(e) = engine.fire(py, transition) {
+                    breaker.release(permit);
+                    return Err(e);
+                }
+                Ok(permit)
+            }
         }
     }
 }

@@ -115,9 +115,9 @@ impl RetryGuard {
 }
 
 impl Guard for RetryGuard {
-    fn start(&mut self, _py: Python<'_>) -> PyResult<()> {
+    fn start<'py>(&mut self, _py: Python<'py>, inner: Bound<'py, PyAny>) -> Step<'py> {
         self.start = self.engine.get().begin();
-        Ok(())
+        Step::Drive(inner)
     }
 
     fn returned<'py>(&mut self, value: Bound<'py, PyAny>) -> Step<'py> {
