@@ -53,6 +53,7 @@ from ._fallback_manager import (
     fallback_manager,
 )
 from ._limiter import KeyedRateLimiter, RateLimiter
+from ._pipeline import Pipeline
 from ._retry import (
     API_RETRY_POLICY,
     DATABASE_RETRY_POLICY,
@@ -123,6 +124,7 @@ __all__ = [
     "KeyedRateLimiterStats",
     "MISSING",
     "NETWORK_RETRY_POLICY",
+    "Pipeline",
     "RateLimitExceeded",
     "RateLimiter",
     "RateLimiterStats",

@@ -61,7 +61,7 @@ def _not_recorded(
 
 def dead_letter(
     queue: DeadLetterQueue, operation: str | None = None
-) -> Callable[[F], F]:
+) -> DeadLetterDecorator:
     """Record calls that fail in a dead-letter queue, then re-raise their own exception.
 
     Example:
@@ -89,7 +89,26 @@ def dead_letter(
     if operation is not None and (not isinstance(operation, str) or not operation):
         raise TypeError(f"operation must be a non-empty str or None, got {operation!r}")
 
-    def decorator(func: F) -> F:
+    return DeadLetterDecorator(queue, operation)
+
+
+class DeadLetterDecorator:
+    """What `riprap.dead_letter(queue, operation)` returns: the decorator and pipeline layer.
+
+    Attributes:
+        queue: The `DeadLetterQueue` failures are recorded in.
+        operation: The name entries are recorded under (None: the function's `module:qualname`).
+    """
+
+    __slots__ = ("operation", "queue")
+
+    def __init__(self, queue: DeadLetterQueue, operation: str | None) -> None:
+        self.queue = queue
+        self.operation = operation
+
+    def __call__(self, func: F) -> F:
+        """Record each call of `func` that fails, then re-raise its own exception."""
+        queue, operation = self.queue, self.operation
         return decorate(  # type: ignore[no-any-return]
             func,
             "riprap.dead_letter",
@@ -97,7 +116,8 @@ def dead_letter(
             coroutine=lambda f: _async_wrapper(f, queue, operation or operation_of(f)),
         )
 
-    return decorator
+    def __repr__(self) -> str:
+        return f"<riprap.dead_letter {self.queue!r} operation={self.operation!r}>"
 
 
 def _sync_wrapper(

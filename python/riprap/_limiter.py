@@ -29,7 +29,7 @@ from ._backend import core
 from ._clock import asleep_fn
 from ._decorate import decorate, native_coroutine_function
 
-__all__ = ["KeyedRateLimiter", "RateLimiter"]
+__all__ = ["KeyedLimit", "KeyedRateLimiter", "RateLimiter"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -286,7 +286,7 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
         *,
         key: Callable[..., object],
         on_limit: str = "wait",
-    ) -> Callable[[F], F]: ...
+    ) -> KeyedLimit: ...
     def __call__(
         self,
         func: Callable[..., Any] | None = None,
@@ -309,24 +309,50 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
             )
         if not callable(key):
             raise TypeError(f"key must be callable, got {type(key).__name__}")
-        raise_on_limit = v.on_limit(on_limit)
+        policy = KeyedLimit(self, key, on_limit)
+        return policy if func is None else policy(func)
 
-        def limit(f: F) -> F:
-            return cast(
-                F,
-                decorate(
-                    f,
-                    "riprap.KeyedRateLimiter",
-                    native=lambda g: core.KeyedLimitedCall(
-                        g, core.KeyedLimit(self, key, on_limit)
-                    ),
-                    coroutine=lambda g: _limit_async_keyed(
-                        g, self, key, raise_on_limit
-                    ),
+
+class KeyedLimit:
+    """A keyed limiter applied with one key function: `limiter(key=...)` returns one.
+
+    It is the decorator (`@limiter(key=lambda request: request.client_ip)`) and the pipeline
+    layer (`riprap.Pipeline(..., limiter(key=...))`) of a keyed limiter.
+
+    Attributes:
+        limiter: The keyed limiter.
+        key: Called with the function's arguments; returns the key.
+        on_limit: "wait" or "raise".
+    """
+
+    __slots__ = ("_raise", "key", "limiter", "on_limit")
+
+    def __init__(
+        self, limiter: KeyedRateLimiter, key: Callable[..., object], on_limit: str
+    ) -> None:
+        self._raise = v.on_limit(on_limit)
+        self.limiter = limiter
+        self.key = key
+        self.on_limit = on_limit
+
+    def __call__(self, func: F) -> F:
+        """Limit each call of `func` per key (sync or async, methods too)."""
+        return cast(
+            F,
+            decorate(
+                func,
+                "riprap.KeyedRateLimiter",
+                native=lambda g: core.KeyedLimitedCall(
+                    g, core.KeyedLimit(self.limiter, self.key, self.on_limit)
                 ),
-            )
+                coroutine=lambda g: _limit_async_keyed(
+                    g, self.limiter, self.key, self._raise
+                ),
+            ),
+        )
 
-        return limit if func is None else limit(func)
+    def __repr__(self) -> str:
+        return f"<riprap.KeyedLimit {self.limiter!r} key={self.key!r}>"
 
 
 def _limit_async_keyed(
