@@ -180,7 +180,8 @@ class Pipeline:
         except (KeyError, TypeError):
             pass
         decorated = self(func)
-        with contextlib.suppress(TypeError):  # not weakly referenceable: decorate each time
+        # A function that is not weakly referenceable is decorated on each call.
+        with contextlib.suppress(TypeError):
             self._cache[func] = decorated
         return decorated
 
