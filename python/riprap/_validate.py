@@ -163,6 +163,19 @@ def _choice(field: str, value: object, expected: tuple[str, ...]) -> str:
     return value
 
 
+def text(field: str, value: object) -> str:
+    """An id that names something in logs and statistics: a `str` that is valid as UTF-8."""
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a str, got {_type_name(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{field} must be valid Unicode (no lone surrogates), got {value!r}"
+        ) from None
+    return value
+
+
 def name(value: object) -> str | None:
     """`name=`: a `str` or None."""
     if value is None or isinstance(value, str):
