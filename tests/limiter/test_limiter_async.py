@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from typing import Any
 
@@ -205,6 +206,87 @@ def test_keyed_waiters_are_fifo_per_key_and_give_back() -> None:
     order = asyncio.run(main())
     assert [x for x in order if x[0] == "a"] == [("a", 0), ("a", 2)]
     assert [x for x in order if x[0] == "b"] == [("b", 0), ("b", 1), ("b", 2)]
+
+
+class GapRateLimiter(RateLimiter):
+    """Runs `gap()` once, on the thread `gap_thread`, right after a waiter read its remaining
+    wait: the moment between reading it and whatever the waiter does next."""
+
+    def _remaining(self, ticket: int) -> float:
+        left = super()._remaining(ticket)
+        if self.__dict__.get("gap_thread") == threading.get_ident():
+            self.__dict__.pop("gap_thread")
+            self.__dict__.pop("gap")()
+        return left
+
+
+class GapKeyedRateLimiter(KeyedRateLimiter):
+    """`GapRateLimiter` for the keyed limiter."""
+
+    def _remaining(self, key: object, ticket: int) -> float:
+        left = super()._remaining(key, ticket)
+        if self.__dict__.get("gap_thread") == threading.get_ident():
+            self.__dict__.pop("gap_thread")
+            self.__dict__.pop("gap")()
+        return left
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["RateLimiter", "Keyed"])
+def test_a_cancellation_on_another_thread_while_a_waiter_reads_its_wait_wakes_it(
+    keyed: bool,
+) -> None:
+    # Waiter A (on another thread's event loop) holds the first slot (100 ms), waiter B the
+    # second (200 ms). A is cancelled exactly while B is between reading its remaining wait and
+    # going to sleep. B must still learn that its slot moved up to 100 ms: a waiter that read
+    # first and only then asked to be woken slept to its old slot, 100 ms late.
+    clock = StepClock()
+    lim: Any = (GapKeyedRateLimiter if keyed else GapRateLimiter)(RATE, 1, clock=clock)
+
+    def acquire() -> Any:
+        return lim.acquire_async("k") if keyed else lim.acquire_async()
+
+    assert lim.try_acquire("k") if keyed else lim.try_acquire()
+    a_queued, cancel_a, a_gone = threading.Event(), threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        async def main() -> None:
+            a = asyncio.create_task(acquire())
+            await settle()  # A reserved the 100 ms slot and sleeps
+            a_queued.set()
+            cancel_a.wait(timeout=10)  # blocks this loop: A stays parked till now
+            a.cancel()
+            await asyncio.gather(a, return_exceptions=True)
+            assert a.cancelled()
+            a_gone.set()
+
+        asyncio.run(main())
+
+    def cancel_a_now() -> None:
+        cancel_a.set()
+        assert a_gone.wait(timeout=10), "A was not cancelled"
+
+    async def main() -> int:
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        try:
+            assert a_queued.wait(timeout=10)
+            lim.gap, lim.gap_thread = cancel_a_now, threading.get_ident()
+            b = asyncio.create_task(acquire())
+            await settle()
+            assert "gap" not in lim.__dict__  # the gap really came
+            wake = clock.next_wake()
+            assert wake is not None
+            clock.move_to(wake)
+            clock.wake_due()
+            await settle()
+            await b
+            return clock.now_ns()
+        finally:
+            cancel_a.set()
+            thread.join(timeout=10)
+
+    assert asyncio.run(main()) == SLOT  # B went at A's slot, not its own old one
+    assert lim.get_stats()["waited"] == 1
 
 
 def test_a_timeout_refuses_at_once_and_reserves_nothing() -> None:
