@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._adaptive import AdaptiveBackoff
 from ._breaker import BreakerCall, BreakerConfig, BreakerEngine, BreakerPermit
 from ._budget import RetryBudget
-from ._clock import ManualClock, monotonic
+from ._clock import ManualClock, monotonic, real_sleeps
 from ._keyed import KeyedLimit, KeyedLimitedCall, KeyedRateLimiter
 from ._limiter import LimitedCall, RateLimiter
 from ._retry import RetryCall, RetryEngine, RetrySchedule
@@ -45,4 +45,5 @@ __all__ = [
     "__version__",
     "monotonic",
     "note_fork",
+    "real_sleeps",
 ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -30,7 +29,7 @@ from .._validate import (
 )
 from .._validate import name as _name
 from .._validate import on_limit as _on_limit
-from ._clock import ManualClock, Monotonic, clock_of
+from ._clock import ManualClock, Monotonic, clock_of, sleep_real
 from ._wrapper import NativeWrapper
 
 __all__ = [
@@ -147,7 +146,7 @@ def wait_until_due(
     """Block until `remaining(now)` is 0.
 
     A manual clock advances; real time sleeps in <= 50 ms slices (Ctrl-C interrupts
-    `time.sleep`).
+    `time.sleep`); each slice is a counted `sleep_real`.
     """
     while True:
         left = remaining(clock.now_ns())
@@ -157,7 +156,7 @@ def wait_until_due(
             with clock._lock:
                 clock._ns = min(U64_MAX, clock._ns + left)
         else:
-            time.sleep(min(left, 50_000_000) / 1e9)
+            sleep_real(min(left, 50_000_000) / 1e9)
 
 
 class Wakers:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ from .._validate import U64_MAX, check_float, check_int
 from ._backoff import Backoff, backoff_config
 from ._backoff import attempt as _attempt
 from ._budget import RetryBudget
-from ._clock import ManualClock, clock_of
+from ._clock import ManualClock, clock_of, sleep_real
 from ._wrapper import NativeWrapper
 
 __all__ = ["RetryCall", "RetryEngine", "RetrySchedule"]
@@ -304,7 +303,7 @@ class RetryEngine:
         if isinstance(self._clock, ManualClock):
             self._clock.advance(seconds)
         elif seconds > 0:
-            time.sleep(seconds)
+            sleep_real(seconds)
 
     def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Runs `func(*args, **kwargs)` with retries (what a decorated sync function does)."""
