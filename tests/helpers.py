@@ -1,16 +1,29 @@
-"""Helpers shared by tests in every folder: the thread runner.
+"""Helpers shared by tests in every folder: the thread runner, and probes that see native code.
 
 Contention tests start N threads behind one barrier so they really run at once, and must never
 hang the suite or lose an error a thread raised. `run_threads` does that; `Threads` is the same
 in two steps, for tests that act while the threads run (advance a clock, fork, release a gate).
+
+`os_threads` lists the process's threads as the kernel sees them: `threading.enumerate()` only
+knows threads started from Python, not a `std::thread` the Rust core might start.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
-__all__ = ["Threads", "run_threads"]
+import pytest
+
+__all__ = ["Threads", "os_threads", "run_threads"]
+
+
+def os_threads() -> set[str]:
+    """The ids of every thread of this process (`/proc/self/task`), native ones included."""
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("counting native threads needs /proc/self/task (Linux)")
+    return set(os.listdir("/proc/self/task"))
 
 
 class Threads:
