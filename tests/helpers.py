@@ -5,7 +5,9 @@ hang the suite or lose an error a thread raised. `run_threads` does that; `Threa
 in two steps, for tests that act while the threads run (advance a clock, fork, release a gate).
 
 `os_threads` lists the process's threads as the kernel sees them: `threading.enumerate()` only
-knows threads started from Python, not a `std::thread` the Rust core might start.
+knows threads started from Python, not a `std::thread` the Rust core might start. `rss_growth`
+measures resident memory, which Rust allocations count in as much as Python ones
+(`tracemalloc` sees only Python's).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
-__all__ = ["Threads", "os_threads", "run_threads"]
+__all__ = ["Threads", "os_threads", "rss_growth", "run_threads"]
 
 
 def os_threads() -> set[str]:
@@ -24,6 +26,25 @@ def os_threads() -> set[str]:
     if not os.path.isdir("/proc/self/task"):
         pytest.skip("counting native threads needs /proc/self/task (Linux)")
     return set(os.listdir("/proc/self/task"))
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_growth(work: Callable[[], object]) -> int:
+    """How many bytes the process's resident memory grew while `work()` ran.
+
+    Memory stored per call is written, so it is resident: N calls that each keep b bytes grow
+    this by about N x b, whichever language allocated them. Freed memory may stay resident, so
+    warm the code up first; the number then only grows with what is kept.
+    """
+    if not os.path.exists("/proc/self/statm"):
+        pytest.skip("measuring resident memory needs /proc/self/statm (Linux)")
+    before = _rss()
+    work()
+    return _rss() - before
 
 
 class Threads:
