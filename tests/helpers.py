@@ -8,6 +8,10 @@ in two steps, for tests that act while the threads run (advance a clock, fork, r
 knows threads started from Python, not a `std::thread` the Rust core might start. `rss_growth`
 measures resident memory, which Rust allocations count in as much as Python ones
 (`tracemalloc` sees only Python's).
+
+`halfway` is the bound for the few tests that time real work: the machine may be loaded (CI
+runners, two cores shared with builds), so a fixed number of milliseconds is not a bound; the
+same work without the feature under test, timed in the same run, is.
 """
 
 from __future__ import annotations
@@ -18,7 +22,21 @@ from collections.abc import Callable
 
 import pytest
 
-__all__ = ["Threads", "os_threads", "rss_growth", "run_threads"]
+__all__ = ["Threads", "halfway", "os_threads", "rss_growth", "run_threads"]
+
+
+def halfway(baseline: float, broken: float) -> float:
+    """The bound a timed result must stay under: halfway from `baseline` to `broken`.
+
+    `baseline` is the same work done without the feature under test (an unprotected call, a
+    plain sleep), timed in the same run, so it carries whatever load the machine has. `broken`
+    is the least a broken implementation would take (the wait it would not cut short, the calls
+    it would serialise). A correct result lands near the baseline; a broken one at or past
+    `broken`. Tests choose durations that make the gap between the two wide (hundreds of ms),
+    so load cannot push a correct result across the middle.
+    """
+    assert broken > baseline, (baseline, broken)
+    return baseline + (broken - baseline) / 2
 
 
 def os_threads() -> set[str]:

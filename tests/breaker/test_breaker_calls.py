@@ -531,10 +531,12 @@ def test_a_permit_counts_once_and_only_at_its_own_breaker(clock: ManualClock) ->
 
 
 def test_reg_X6_cost_per_call_does_not_grow_with_the_window() -> None:
-    # The seed's list-filtering window cost 4.5 ms per call at 100k entries. Here the cost with
-    # a million calls in the window (100k on the slower python backend) stays within 1.5x of
-    # the cost with ten. Batches of the two alternate (the shared machine changes speed), and
-    # each side keeps its fastest batch, which noise can only slow down.
+    # The seed's list-filtering window cost 4.5 ms per call at 100k entries, thousands of
+    # times a call with ten. Here the cost with a million calls in the window (100k on the
+    # slower python backend) stays within 3x of the cost with ten, measured in the same run:
+    # batches of the two alternate (the shared machine changes speed), and each side keeps
+    # its fastest batch, which noise can only slow down. (Seen: 0.73-1.03x on a loaded
+    # machine; any window that touches its entries per call is 100x or more.)
     import riprap
 
     def filled(n: int) -> Callable[[], object]:
@@ -556,4 +558,4 @@ def test_reg_X6_cost_per_call_does_not_grow_with_the_window() -> None:
     best = [float("inf"), float("inf")]
     for _ in range(30):
         best = [min(best[0], batch(few)), min(best[1], batch(lots))]
-    assert best[1] < 1.5 * best[0], best
+    assert best[1] < 3 * best[0], best

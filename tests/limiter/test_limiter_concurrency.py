@@ -13,12 +13,13 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 
 import pytest
-from helpers import Threads, run_threads
+from helpers import halfway, run_threads
 
-from riprap import KeyedRateLimiter, RateLimiter
+from riprap import KeyedRateLimiter, RateLimiter, RateLimitExceeded
 from riprap._backend import core
 
 WIDTH_NS = 200_000  # brackets wider than 0.2 ms are left out
@@ -101,39 +102,48 @@ def test_keyed_limiter_under_threads_counts_exactly() -> None:
 
 
 def test_no_lock_is_held_around_the_limited_call_and_waits_release_the_gil() -> None:
-    # pybreaker holds its lock around the call; here 8 threads each run a 50 ms call through one
-    # limiter: in parallel, not one by one.
+    # pybreaker holds its lock around the call; here 8 threads each run a 100 ms call through
+    # one limiter: in parallel, not one by one. A barrier inside the call only opens when all
+    # eight are inside at once (a limiter that serialised them would break it), and the time
+    # is compared with the same eight calls without a limiter, timed in the same run.
     lim = RateLimiter(1000, 100)
 
-    @lim
-    def work() -> None:
-        time.sleep(0.05)
+    def call_with(inside: threading.Barrier) -> None:
+        inside.wait(timeout=5)
+        time.sleep(0.1)
 
-    t0 = time.perf_counter()
-    run_threads(8, lambda i: work())
-    assert time.perf_counter() - t0 < 0.3
-    # Four threads wait for slots 50 ms apart; meanwhile another thread keeps running Python.
-    slow = RateLimiter(20, 1)
-    assert slow.try_acquire()
-    spins = 0
-    done = threading.Event()
+    def timed_parallel(work: Callable[[threading.Barrier], object]) -> float:
+        inside = threading.Barrier(8)
+        t0 = time.perf_counter()
+        run_threads(8, lambda i: work(inside))
+        return time.perf_counter() - t0
 
-    def spin() -> None:
-        nonlocal spins
-        while not done.is_set():
-            spins += 1
+    unprotected = timed_parallel(call_with)
+    elapsed = timed_parallel(lim(call_with))
+    assert elapsed < halfway(unprotected, 8 * 0.1), (elapsed, unprotected)
+    assert lim.get_stats()["admitted"] == 8
 
-    spinner = threading.Thread(target=spin)
-    waiters = Threads(4, lambda i: slow.acquire())
-    t0 = time.perf_counter()
-    spinner.start()
-    waiters.start().join()
-    elapsed = time.perf_counter() - t0
-    done.set()
-    spinner.join()
-    assert 0.15 < elapsed < 0.5, elapsed  # four slots: 50, 100, 150, 200 ms
-    assert spins > 1000
-    assert slow.get_stats()["waited"] == 4
+    # A blocking wait releases the GIL: while a waiter sleeps towards its slot, this thread
+    # runs Python and sees it queued (its reservation pushes the next free slot from 1 s to
+    # 2 s away) and not yet admitted. A wait that held the GIL would let this thread run again
+    # only once the waiter was through.
+    slow = RateLimiter(1, 1)
+    assert slow.try_acquire()  # the next token is 1 s away
+    waiter = threading.Thread(target=slow.acquire)
+    waiter.start()
+    queued = False
+    deadline = time.perf_counter() + 5.0
+    while not queued and time.perf_counter() < deadline:
+        try:
+            slow.acquire(timeout=0)
+        except RateLimitExceeded as e:
+            queued = e.retry_after > 1.0  # behind the waiter's slot
+        time.sleep(0.001)
+    mid_wait = slow.get_stats()["waited"] == 0 and waiter.is_alive()
+    waiter.join(timeout=5)
+    assert queued, "never saw the waiter queued while it waited"
+    assert mid_wait, "this thread only ran again after the waiter was admitted"
+    assert slow.get_stats()["waited"] == 1
 
 
 @pytest.mark.slow

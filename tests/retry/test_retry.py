@@ -11,10 +11,11 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from helpers import halfway
 
 import riprap
 from riprap import RetryPolicy
@@ -189,15 +190,20 @@ def test_wait_for_cancels_during_the_retry_sleep_without_more_attempts() -> None
         calls += 1
         raise ConnectionError("down")
 
-    async def main() -> float:
+    async def timed(work: Callable[[], Awaitable[object]]) -> float:
         t0 = time.perf_counter()
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(failing(), 0.05)
+            await asyncio.wait_for(work(), 0.05)
         return time.perf_counter() - t0
 
-    elapsed = asyncio.run(main())
+    async def main() -> tuple[float, float]:
+        # The baseline: the same wait_for around a plain 10 s sleep, timed in the same run.
+        return await timed(lambda: asyncio.sleep(10.0)), await timed(failing)
+
+    baseline, elapsed = asyncio.run(main())
     assert calls == 1
-    assert elapsed < 1.0
+    # A retry that slept through its backoff would take the whole 10 s.
+    assert elapsed < halfway(baseline, 10.0), (elapsed, baseline)
 
 
 def test_a_zero_delay_never_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
