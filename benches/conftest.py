@@ -36,7 +36,10 @@ def run_case(benchmark: Any) -> Callable[[harness.Case, str], None]:
         fn, result = harness.run_case(case, impl)
         RESULTS.append(result)
         benchmark.extra_info.update(
-            added_ns=result.added_ns, bare_ns=result.bare_ns, backend=result.backend
+            added_ns=result.added_ns,
+            bare_ns=result.bare_ns,
+            raw_ns=result.raw_ns,
+            backend=result.backend,
         )
         benchmark(fn)
 
@@ -72,7 +75,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             if r["impl"] == "riprap"
         ]
     tr = terminalreporter
-    tr.section("riprap: median added cost per call over a bare call (paired samples)")
+    tr.section(
+        "riprap: median added cost per call over a bare call (paired samples); "
+        "a method's row (try_acquire) also shows the whole call (raw)"
+    )
     tr.write_line(f"machine: {harness.machine()}; commit {_commit()}")
     tr.write_line("")
     for line in harness.render_table(cases.all_cases(), merged).splitlines():

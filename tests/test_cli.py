@@ -103,6 +103,52 @@ def test_bench_measures_each_case_against_its_baseline(
     assert calls["baseline"] > 0  # 0 when the bench path measures against a bare call
 
 
+def test_a_method_is_reported_raw_beside_its_cost_over_an_empty_call(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # try_acquire() is a whole call the caller makes besides its own work: its cost over an
+    # empty call is not its price. A method case reports both, measured against what it says.
+    from riprap._cli.bench import cases, harness
+
+    calls = {"raw baseline": 0}
+
+    def raw_baseline() -> None:
+        calls["raw baseline"] += 1
+
+    method = harness.Case(
+        "limiter_fake",
+        "a method",
+        80.0,
+        {"riprap": lambda: harness.bare, "other": lambda: harness.bare},
+        method=True,
+        raw_baselines={"other": lambda: raw_baseline},
+    )
+    plain = harness.Case("limiter_plain", "a decorator", None, {"riprap": lambda: bare})
+    monkeypatch.setattr(cases, "all_cases", lambda: [method, plain])
+    assert main(["bench", "--quick", "--json"]) == 0
+    rows = {(r["case"], r["impl"]): r for r in json.loads(capsys.readouterr().out)}
+    assert rows[("limiter_fake", "riprap")]["raw_ns"] is not None
+    assert rows[("limiter_fake", "other")]["raw_ns"] is not None
+    assert rows[("limiter_plain", "riprap")]["raw_ns"] is None
+    assert calls["raw baseline"] > 0
+    results = [
+        harness.Result("limiter_fake", "riprap", "rust", 45.0, 30.0, 41, 78.0),
+        harness.Result("limiter_fake", "riprap", "python", 900.0, 30.0, 41, 960.0),
+    ]
+    table = harness.render_table([method], results).splitlines()
+    times = "\u00d7"  # the table's multiplication sign
+    assert table[2] == (
+        f"| a method, over an empty call | ≤ 80 ns | 45 ns | 900 ns | 20.0{times} |"
+    )
+    assert table[3] == (
+        f"| a method, the whole call (raw) |  | 78 ns | 960 ns | 12.3{times} |"
+    )
+
+
+def bare() -> int:
+    return 1
+
+
 @pytest.mark.parametrize("command", ["serve"])
 def test_commands_not_built_yet_say_so(command: str) -> None:
     proc = subprocess.run(

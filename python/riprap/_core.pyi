@@ -43,11 +43,18 @@ __all__ = [
     "__version__",
     "monotonic",
     "note_fork",
+    "real_sleeps",
 ]
 __version__: str
 
 def monotonic() -> float:
     """Seconds on the monotonic clock the Rust primitives use (origin: the first read)."""
+
+def real_sleeps() -> int:
+    """How many real sleeps native code has made in this process (one per slice of a wait).
+
+    A patched `time.sleep` cannot see a sleep made in Rust; tests read this instead.
+    """
 
 def note_fork() -> None:
     """Tells every unseeded generator the process forked (registered with `os.register_at_fork`)."""

@@ -61,18 +61,23 @@ def _relay(woken: asyncio.Future[None], sleeper: asyncio.Future[object]) -> None
 async def _sleep_until_due(limiter: Any, ticket: int, args: tuple[Any, ...]) -> None:
     """Wait until the slot of `ticket` comes (`args` are what `_remaining` takes)."""
     clock = limiter.clock
-    instant = clock is not None and _instant(clock)
-    while (left := limiter._remaining(*args)) > 0.0:
-        if instant:
-            # A manual clock: jump to the slot. Nothing else runs meanwhile, so nothing moves it.
+    if clock is not None and _instant(clock):
+        # A manual clock: jump to the slot. Nothing else runs meanwhile, so nothing moves it.
+        while (left := limiter._remaining(*args)) > 0.0:
             await asleep_fn(clock)(left)
-            continue
-        loop = asyncio.get_running_loop()
+        return
+    loop = asyncio.get_running_loop()
+    while True:
         woken: asyncio.Future[None] = loop.create_future()
+        # Ask to be woken *before* reading the wait: a cancellation on another thread that
+        # moves the slot after the read then still wakes this waiter, which reads again.
         limiter._watch(
             ticket, functools.partial(loop.call_soon_threadsafe, _wake, woken)
         )
         try:
+            left = limiter._remaining(*args)
+            if left <= 0.0:
+                return
             if clock is None:
                 timer = loop.call_later(left, _wake, woken)
                 try:

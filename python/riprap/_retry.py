@@ -80,6 +80,10 @@ class RetryPolicy:
             "full_jitter" (AWS). The last two carry their own randomness whatever `jitter` says.
         retryable_exceptions: Exception classes that are retried. Control-flow exceptions
             (`CancelledError`, `KeyboardInterrupt`, ...) are never retried, even if listed.
+            riprap's own rejections (`RateLimitExceeded`, `BulkheadRejectedError`,
+            `CircuitOpenError`) are retried only when a riprap class that matches them is
+            listed (the class itself, or `ResilienceError`): not by status code, message or
+            `Exception`.
         retryable_status_codes: An exception whose `status_code` (or `status`) attribute is one
             of these is retried.
         retryable_message_patterns: An exception whose message contains one of these

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from . import _fork
+from . import _validate as v
 from ._backend import core
 from ._clock import asleep_fn, check_clock, now_fn
 from ._decorate import name_of
@@ -76,6 +77,12 @@ class RetryManager:
     `total_time` sums attempt durations (sleeps excluded), on the manager's clock. Sync functions
     run on the event loop's thread (as in the seed); give it async functions for I/O.
 
+    An `operation_id` is a `str` (default: the function's qualified name). Ids name operations
+    in log lines and statistics, so other types are refused (`TypeError`) rather than converted:
+    `5` and `"5"` would otherwise be two operations that print the same. A str that cannot be
+    written as UTF-8 (a lone surrogate) is refused with `ValueError`. A refused id registers
+    nothing.
+
     Args:
         policy: The policy (default `RetryPolicy()`).
         clock: A `riprap.testing.ManualClock` (default: real time).
@@ -99,19 +106,18 @@ class RetryManager:
 
     def _after_fork(self) -> None:
         """No statistics (a forked child starts with none)."""
-        self._stats: dict[str, _OperationStats] = {}
-        self._engines: dict[str, core.RetryEngine] = {}
+        self._ops: dict[str, tuple[_OperationStats, core.RetryEngine]] = {}
         self._lock = threading.Lock()
 
     def _operation(self, operation_id: str) -> tuple[_OperationStats, core.RetryEngine]:
         with self._lock:
-            stats = self._stats.get(operation_id)
-            if stats is None:
-                stats = self._stats[operation_id] = _OperationStats()
-                self._engines[operation_id] = make_engine(
-                    self.policy, self.clock, None, operation_id
-                )
-            return stats, self._engines[operation_id]
+            op = self._ops.get(operation_id)
+            if op is None:
+                # Built before anything is registered: if building fails, the manager is
+                # exactly as it was.
+                engine = make_engine(self.policy, self.clock, None, operation_id)
+                op = self._ops[operation_id] = (_OperationStats(), engine)
+            return op
 
     async def retry_with_backoff(
         self,
@@ -128,7 +134,11 @@ class RetryManager:
         Raises:
             The function's own last exception when it is not retryable or retries run out.
         """
-        op = operation_id if operation_id is not None else name_of(func)
+        op = (
+            v.text("operation_id", operation_id)
+            if operation_id is not None
+            else name_of(func)
+        )
         stats, engine = self._operation(op)
         start = engine.start()
         now = self._now
@@ -173,14 +183,15 @@ class RetryManager:
         Keys: `total_attempts`, `total_time`, `average_attempt_time`, `max_attempt_time`,
         `min_attempt_time`, `success_rate`, plus `total_calls` and `successful_calls`.
         """
+        v.text("operation_id", operation_id)
         with self._lock:
-            stats = self._stats.get(operation_id)
-            return stats.as_dict() if stats is not None else {}
+            op = self._ops.get(operation_id)
+            return op[0].as_dict() if op is not None else {}
 
     def operations(self) -> list[str]:
         """Operation ids seen so far."""
         with self._lock:
-            return list(self._stats)
+            return list(self._ops)
 
 
 class AdaptiveBackoffStrategy:
@@ -189,7 +200,8 @@ class AdaptiveBackoffStrategy:
     Success rate above 0.9 multiplies the delay by 0.7, above 0.7 by 1.0, above 0.5 by 1.5,
     otherwise by 2.0 (0.8 is assumed with no history). The factor is applied before `max_delay`
     and the policy's jitter after it. At most 10,000 operation ids are remembered (oldest
-    forgotten first).
+    forgotten first). Operation ids are `str`s, as for `RetryManager` (`TypeError` otherwise,
+    `ValueError` for a lone surrogate).
 
     Args:
         initial_policy: The base policy (default `RetryPolicy()`).

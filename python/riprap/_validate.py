@@ -35,6 +35,7 @@ __all__ = [
     "secs_to_nanos",
     "storage_error_mode",
     "strings",
+    "text",
 ]
 
 U64_MAX = (1 << 64) - 1
@@ -179,6 +180,17 @@ def required_name(value: object) -> str:
     if isinstance(value, str):
         return value
     raise TypeError(f"name must be a str, got {_type_name(value)}")
+def text(field: str, value: object) -> str:
+    """An id that names something in logs and statistics: a `str` that is valid as UTF-8."""
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a str, got {_type_name(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{field} must be valid Unicode (no lone surrogates), got {value!r}"
+        ) from None
+    return value
 
 
 def name(value: object) -> str | None:

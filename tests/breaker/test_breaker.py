@@ -605,28 +605,136 @@ def test_a_breaker_is_findable_while_alive() -> None:
 # -- time ---------------------------------------------------------------------------------
 
 
-def test_reg_B10_wall_clock_jumps_move_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    # fabfuel/circuitbreaker#31: open/reset timing used the wall clock. Real (monotonic) time.
-    import time
+#: The breaker, run in a child whose wall clock (CLOCK_REALTIME) is shifted by libfaketime while
+#: its monotonic clock is left alone. It prints what it saw as JSON.
+WALL_CLOCK_CHILD = r"""
+import json, select, sys, time
+import riprap
 
-    b = CircuitBreaker(
-        "wall",
-        CircuitBreakerConfig(failure_threshold=1, timeout=0.05, monitoring_window=0.06),
-    )
-    op = b(lambda: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
-        op()
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + 3600.0)
-    assert b.state is CircuitState.OPEN  # a wall clock an hour ahead changes nothing
-    monkeypatch.setattr(time, "time", lambda: real() - 3600.0)
-    time.sleep(0.07)
+shift_file, T = sys.argv[1], float(sys.argv[2])
+
+
+def shift(spec):
+    with open(shift_file, "w") as f:
+        f.write(spec + "\n")
+
+
+def seen(b):
     s = b.get_stats()
-    assert (
-        s["state"] == "half_open"
-    )  # half-open on the monotonic clock, back-step or not
-    assert s["window_calls"] == 0  # and the window expired on it too
-    assert 0.07 <= s["time_since_last_failure"] < 5.0
+    keys = ("state", "retry_after", "window_calls", "time_since_last_failure")
+    return {k: s[k] for k in keys}
+
+
+out = {}
+# The probe is live: the wall clock follows the file, the monotonic clock does not.
+w0, m0 = time.time(), time.monotonic()
+shift("+3h")
+out["wall_jump"], out["mono_jump"] = time.time() - w0, time.monotonic() - m0
+shift("+0")
+
+timer = riprap.CircuitBreaker("timer", riprap.CircuitBreakerConfig(failure_threshold=1, timeout=T))
+window = riprap.CircuitBreaker(
+    "window",
+    riprap.CircuitBreakerConfig(failure_threshold=10**6, minimum_calls=10**6, monitoring_window=T),
+)
+
+
+def fail(b):
+    try:
+        with b:
+            raise ConnectionError("down")
+    except ConnectionError:
+        pass
+
+
+start = time.monotonic()
+fail(timer)
+for _ in range(5):
+    fail(window)
+opened = time.monotonic()
+shift("+3h")  # three hours ahead: a wall-clock timer would half-open, a wall-clock window empty
+out["ahead"] = {"timer": seen(timer), "window": seen(window)}
+out["ahead_within"] = time.monotonic() - start
+# Wait until `T` has passed on the monotonic clock (select: time.sleep's absolute-deadline
+# call fails under libfaketime).
+select.select([], [], [], max(0.0, opened + T - time.monotonic()) + 0.05)
+shift("-3h")  # three hours behind: a wall-clock timer would not half-open for 3 h
+out["behind"] = {"timer": seen(timer), "window": seen(window)}
+print(json.dumps(out))
+"""
+
+LIBFAKETIME_PATHS = [
+    "/usr/lib/*/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+]
+
+
+def libfaketime() -> str:
+    """libfaketime's path, or a skip (locally) / a failure (in CI, where it must be present)."""
+    import glob
+    import os
+
+    found = [p for pattern in LIBFAKETIME_PATHS for p in glob.glob(pattern)]
+    if found:
+        return found[0]
+    why = (
+        "libfaketime is not installed (apt-get install faketime; `make test-deps` does it): "
+        "the wall-clock test runs the breaker under it"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def test_reg_B10_wall_clock_jumps_move_nothing(tmp_path: Any) -> None:
+    # fabfuel/circuitbreaker#31: open/reset timing used the wall clock. Neither backend's
+    # clock reads time.time() from Python, so a patched time.time proves nothing: the breaker
+    # runs in a child under libfaketime, with only the wall clock (CLOCK_REALTIME, which
+    # time.time() and Rust's SystemTime read) shifted 3 h ahead and then 3 h behind, while the
+    # open timer and the window must follow the monotonic clock.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    timeout = 1.0
+    shift_file = tmp_path / "shift"
+    shift_file.write_text("+0\n")
+    env = {
+        **os.environ,
+        "LD_PRELOAD": libfaketime(),
+        "FAKETIME_TIMESTAMP_FILE": str(shift_file),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", WALL_CLOCK_CHILD, str(shift_file), str(timeout)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout)
+    assert abs(out["wall_jump"] - 3 * 3600) < 60, out  # the shift reached the child
+    assert out["mono_jump"] < 60, out
+    # Three hours ahead on the wall clock, a moment later on the monotonic one.
+    assert out["ahead_within"] < timeout, (
+        "the child was too slow to judge the open state"
+    )
+    timer, window = out["ahead"]["timer"], out["ahead"]["window"]
+    assert timer["state"] == "open", out
+    assert 0.0 < timer["retry_after"] <= timeout, out
+    assert timer["time_since_last_failure"] < timeout, out
+    assert window["window_calls"] == 5, out
+    # Three hours behind on the wall clock, `timeout` later on the monotonic one.
+    timer, window = out["behind"]["timer"], out["behind"]["window"]
+    assert timer["state"] == "half_open", out
+    assert timer["retry_after"] == 0.0, out
+    assert timeout <= timer["time_since_last_failure"] < 60, out
+    assert window["window_calls"] == 0, out
 
 
 @pytest.mark.parametrize("window", [1e-9, 2e-9, 300.0], ids=["1-bucket", "2", "60"])

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import rss_growth
 
 from riprap import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 from riprap.testing import ManualClock
@@ -496,9 +497,8 @@ def test_one_breaker_survives_several_event_loops(clock: ManualClock) -> None:
 
 
 def test_memory_is_flat_in_the_traffic(clock: ManualClock) -> None:
-    # Nothing is stored per call; 20,000 calls cost no more memory than 2,000.
-    import tracemalloc
-
+    # Nothing is stored per call: 200,000 calls leave resident memory where it was. Resident
+    # memory counts what the Rust core allocates (tracemalloc would not).
     b = breaker(clock, failure_threshold=10**9, minimum_calls=10**9)
     op = b(lambda: None)
 
@@ -507,15 +507,10 @@ def test_memory_is_flat_in_the_traffic(clock: ManualClock) -> None:
             op()
             clock.advance(0.001)
 
-    burst(2_000)
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    burst(20_000)
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
-    assert grown < 16_384, grown
-    assert b.get_stats()["window_calls"] == 22_000
+    burst(20_000)  # warm up (first-call caches, allocator pools)
+    grown = rss_growth(lambda: burst(200_000))
+    assert grown < 512 * 1024, grown  # keeping even 3 bytes per call would pass it
+    assert b.get_stats()["window_calls"] == 220_000
 
 
 def test_a_permit_counts_once_and_only_at_its_own_breaker(clock: ManualClock) -> None:
@@ -536,10 +531,12 @@ def test_a_permit_counts_once_and_only_at_its_own_breaker(clock: ManualClock) ->
 
 
 def test_reg_X6_cost_per_call_does_not_grow_with_the_window() -> None:
-    # The seed's list-filtering window cost 4.5 ms per call at 100k entries. Here the cost with
-    # a million calls in the window (100k on the slower python backend) stays within 1.5x of
-    # the cost with ten. Batches of the two alternate (the shared machine changes speed), and
-    # each side keeps its fastest batch, which noise can only slow down.
+    # The seed's list-filtering window cost 4.5 ms per call at 100k entries, thousands of
+    # times a call with ten. Here the cost with a million calls in the window (100k on the
+    # slower python backend) stays within 3x of the cost with ten, measured in the same run:
+    # batches of the two alternate (the shared machine changes speed), and each side keeps
+    # its fastest batch, which noise can only slow down. (Seen: 0.73-1.03x on a loaded
+    # machine; any window that touches its entries per call is 100x or more.)
     import riprap
 
     def filled(n: int) -> Callable[[], object]:
@@ -561,4 +558,4 @@ def test_reg_X6_cost_per_call_does_not_grow_with_the_window() -> None:
     best = [float("inf"), float("inf")]
     for _ in range(30):
         best = [min(best[0], batch(few)), min(best[1], batch(lots))]
-    assert best[1] < 1.5 * best[0], best
+    assert best[1] < 3 * best[0], best

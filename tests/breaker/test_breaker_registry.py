@@ -46,6 +46,25 @@ def test_a_conflicting_config_for_an_existing_name_is_refused() -> None:
         reg.get_breaker("db", CircuitBreakerConfig(timeout=6.0))
 
 
+def test_equivalent_configs_are_equal_and_share_a_breaker() -> None:
+    # `expected_exception=E` and `(E,)` mean the same thing: the same config, the same hash,
+    # and the registry hands out the same breaker instead of refusing the second spelling.
+    one = CircuitBreakerConfig(expected_exception=ConnectionError)
+    tup = CircuitBreakerConfig(expected_exception=(ConnectionError,))
+    assert one == tup
+    assert hash(one) == hash(tup)
+    assert one != CircuitBreakerConfig(expected_exception=(ConnectionError, KeyError))
+    assert one != CircuitBreakerConfig()  # Exception, not ConnectionError
+    assert CircuitBreakerConfig() == CircuitBreakerConfig(
+        expected_exception=(Exception,)
+    )
+    reg = CircuitBreakerRegistry()
+    b = reg.get_breaker("db", one)
+    assert reg.get_breaker("db", tup) is b
+    with pytest.raises(ValueError, match="already exists with a different config"):
+        reg.get_breaker("db", CircuitBreakerConfig(expected_exception=KeyError))
+
+
 def test_get_all_stats_and_reset_all(clock: ManualClock) -> None:
     reg = CircuitBreakerRegistry(CircuitBreakerConfig(failure_threshold=1))
     reg.get_breaker("a", clock=clock).force_open()

@@ -213,6 +213,28 @@ def test_messages_are_identical_on_both_backends() -> None:
         assert messages[0] == messages[1]
 
 
+@pytest.mark.parametrize(
+    ("attempt", "error", "message"),
+    [
+        (-1, ValueError, "attempt must be >= 1, got -1"),
+        (0, ValueError, "attempt must be >= 1, got 0"),
+        (-(2**70), ValueError, f"attempt must be >= 1, got {-(2**70)}"),
+        (1.0, TypeError, "attempt must be an int, got float"),
+        (True, TypeError, "attempt must be an int, got bool"),
+    ],
+)
+def test_compute_delay_states_the_rule_for_attempt(
+    attempt: object, error: type[Exception], message: str
+) -> None:
+    # Attempts are numbered from 1: every refusal says so (-1 once said ">= 0").
+    with pytest.raises(error) as info:
+        RetryPolicy().compute_delay(attempt)  # type: ignore[arg-type]
+    assert str(info.value) == message
+    with pytest.raises(error) as adaptive:
+        riprap.AdaptiveBackoffStrategy().calculate_adaptive_delay("op", attempt)  # type: ignore[arg-type]
+    assert str(adaptive.value) == message
+
+
 def test_lists_are_normalised_and_policy_is_hashable() -> None:
     p = RetryPolicy(
         retryable_exceptions=[KeyError],  # type: ignore[arg-type]

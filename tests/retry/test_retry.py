@@ -11,13 +11,15 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from helpers import halfway
 
 import riprap
 from riprap import RetryPolicy
+from riprap._backend import core
 from riprap.testing import ManualClock
 
 FAST = {"base_delay": 0.1, "jitter": False}
@@ -188,42 +190,63 @@ def test_wait_for_cancels_during_the_retry_sleep_without_more_attempts() -> None
         calls += 1
         raise ConnectionError("down")
 
-    async def main() -> float:
+    async def timed(work: Callable[[], Awaitable[object]]) -> float:
         t0 = time.perf_counter()
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(failing(), 0.05)
+            await asyncio.wait_for(work(), 0.05)
         return time.perf_counter() - t0
 
-    elapsed = asyncio.run(main())
+    async def main() -> tuple[float, float]:
+        # The baseline: the same wait_for around a plain 10 s sleep, timed in the same run.
+        return await timed(lambda: asyncio.sleep(10.0)), await timed(failing)
+
+    baseline, elapsed = asyncio.run(main())
     assert calls == 1
-    assert elapsed < 1.0
+    # A retry that slept through its backoff would take the whole 10 s.
+    assert elapsed < halfway(baseline, 10.0), (elapsed, baseline)
 
 
 def test_a_zero_delay_never_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
-    # tenacity & co. call time.sleep(0) (~55 µs on Linux) for a zero wait.
-    sleeps: list[float] = []
-    monkeypatch.setattr(time, "sleep", lambda s: sleeps.append(s))
+    # tenacity & co. call time.sleep(0) (~55 µs on Linux) for a zero wait. The sync wrapper and
+    # code blocks sleep in the backend (natively on the Rust one, where a patched time.sleep
+    # sees nothing), so the backend counts its real sleeps; async retries sleep with asyncio.
+    real_sleeps = core.real_sleeps
+    async_sleeps: list[float] = []
     real_asleep = asyncio.sleep
 
     async def counting_asleep(s: float, *a: Any) -> None:
-        sleeps.append(s)
+        async_sleeps.append(s)
         await real_asleep(0)
 
     monkeypatch.setattr(asyncio, "sleep", counting_asleep)
+    before = real_sleeps()
     f = Flaky(2)
     assert riprap.retry(max_attempts=3, base_delay=0.0, jitter=False)(f)() == "ok"
+    h = Flaky(2)
+    for attempt in RetryPolicy(base_delay=0.0).attempts():
+        with attempt:
+            h()
     g = Flaky(2)
 
     async def coro() -> object:
         return g()
 
     assert asyncio.run(riprap.retry(max_attempts=3, base_delay=0.0)(coro)()) == "ok"
-    h = Flaky(2)
-    for attempt in RetryPolicy(base_delay=0.0).attempts():
+    m = Flaky(2)
+    manager = riprap.RetryManager(RetryPolicy(base_delay=0.0))
+    assert asyncio.run(manager.retry_with_backoff(m, operation_id="m")) == "ok"
+    assert (f.calls, h.calls, g.calls, m.calls) == (3, 3, 3, 3)
+    assert real_sleeps() == before
+    assert async_sleeps == []
+    # The probe sees the sleeps it is there to see: a 5 ms delay, in each sync form.
+    riprap.retry(max_attempts=2, base_delay=0.005, jitter=False)(Flaky(1))()
+    assert real_sleeps() > before
+    middle = real_sleeps()
+    block = Flaky(1)
+    for attempt in RetryPolicy(base_delay=0.005, jitter=False).attempts():
         with attempt:
-            h()
-    assert (f.calls, g.calls, h.calls) == (3, 3, 3)
-    assert sleeps == []
+            block()
+    assert real_sleeps() > middle
 
 
 def test_real_sleep_happens_for_a_positive_delay() -> None:

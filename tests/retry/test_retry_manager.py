@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import tracemalloc
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -99,6 +101,77 @@ def test_cancelled_calls_are_not_counted(clock: ManualClock) -> None:
     assert m.get_retry_statistics("c")["total_calls"] == 0
 
 
+class Ident(str):
+    """A str subclass: still a str, so accepted."""
+
+
+BAD_IDS: list[tuple[object, type[Exception], str]] = [
+    (5, TypeError, "operation_id must be a str, got int"),
+    (True, TypeError, "operation_id must be a str, got bool"),
+    (b"op", TypeError, "operation_id must be a str, got bytes"),
+    (("a", "b"), TypeError, "operation_id must be a str, got tuple"),
+    (
+        "op\udcff",
+        ValueError,
+        "operation_id must be valid Unicode (no lone surrogates), got 'op\\udcff'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("bad", "error", "message"), BAD_IDS)
+def test_operation_ids_are_strs_and_a_refused_one_registers_nothing(
+    clock: ManualClock, bad: object, error: type[Exception], message: str
+) -> None:
+    # The Rust backend once failed with "'int' object is not an instance of 'str'" after
+    # registering the id, so every later call raised KeyError; the python backend accepted it.
+    m = riprap.RetryManager(clock=clock)
+
+    async def ok() -> str:
+        return "ok"
+
+    for _ in range(2):  # the second refusal is the same error, not a KeyError
+        with pytest.raises(error) as info:
+            run(m.retry_with_backoff(ok, operation_id=bad))  # type: ignore[arg-type]
+        assert str(info.value) == message
+    with pytest.raises(error) as info:
+        m.get_retry_statistics(bad)  # type: ignore[arg-type]
+    assert str(info.value) == message
+    assert m.operations() == []
+    assert run(m.retry_with_backoff(ok, operation_id="5")) == "ok"
+    assert run(m.retry_with_backoff(ok, operation_id=Ident("id"))) == "ok"
+    assert m.operations() == ["5", "id"]
+    assert m.get_retry_statistics("id")["total_calls"] == 1
+
+
+def test_a_registration_that_fails_leaves_the_manager_usable(
+    clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever makes building an operation's engine fail (here: a forced error), nothing of
+    # that operation is registered, and the next call registers it from scratch.
+    from riprap import _retry_manager
+
+    m = riprap.RetryManager(clock=clock)
+    real = _retry_manager.make_engine
+    failures = [RuntimeError("no engine today")]
+
+    def flaky_make_engine(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_retry_manager, "make_engine", flaky_make_engine)
+
+    async def ok() -> str:
+        return "ok"
+
+    with pytest.raises(RuntimeError, match="no engine today"):
+        run(m.retry_with_backoff(ok, operation_id="op"))
+    assert m.operations() == []
+    assert m.get_retry_statistics("op") == {}
+    assert run(m.retry_with_backoff(ok, operation_id="op")) == "ok"
+    assert m.get_retry_statistics("op")["total_calls"] == 1
+
+
 class TestAdaptive:
     def test_factor_follows_the_success_rate(self) -> None:
         a = riprap.AdaptiveBackoffStrategy(RetryPolicy(jitter=False, base_delay=1.0))
@@ -111,6 +184,23 @@ class TestAdaptive:
             a.record_operation_result("db", False)
         assert a.success_rate("db") == 0.5
         assert a.calculate_adaptive_delay("db", 2) == 4.0  # <= 0.5 -> 2.0
+
+    @pytest.mark.parametrize(("bad", "error", "message"), BAD_IDS)
+    def test_operation_ids_are_strs(
+        self, bad: object, error: type[Exception], message: str
+    ) -> None:
+        a = riprap.AdaptiveBackoffStrategy()
+        calls: list[Callable[[], object]] = [
+            lambda: a.calculate_adaptive_delay(bad, 1),  # type: ignore[arg-type]
+            lambda: a.record_operation_result(bad, True),  # type: ignore[arg-type]
+            lambda: a.success_rate(bad),  # type: ignore[arg-type]
+        ]
+        for call in calls:
+            with pytest.raises(error) as info:
+                call()
+            assert str(info.value) == message
+        a.record_operation_result(Ident("db"), False)
+        assert a.success_rate("db") == 0.0
 
     def test_history_is_the_last_hundred(self) -> None:
         a = riprap.AdaptiveBackoffStrategy()

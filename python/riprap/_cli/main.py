@@ -84,7 +84,10 @@ def _bench(args: argparse.Namespace) -> int:
             "python", quick=args.quick, impls=["riprap"]
         )
     print(f"machine: {harness.machine()}")
-    print("median added cost per call over a bare call (paired samples)\n")
+    print(
+        "median added cost per call over a bare call (paired samples); a method's row "
+        "(try_acquire) also shows the whole call (raw)\n"
+    )
     print(harness.render_table(every, results))
     return 0
 

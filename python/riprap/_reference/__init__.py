@@ -20,7 +20,7 @@ from ._breaker import (
 )
 from ._budget import RetryBudget
 from ._bulkhead import BulkheadCall, BulkheadConfig, BulkheadEngine, BulkheadPermit
-from ._clock import ManualClock, monotonic
+from ._clock import ManualClock, monotonic, real_sleeps
 from ._keyed import KeyedLimit, KeyedLimitedCall, KeyedRateLimiter
 from ._limiter import LimitedAsyncCall, LimitedCall, RateLimiter
 from ._retry import RetryAsyncCall, RetryCall, RetryEngine, RetrySchedule
@@ -61,4 +61,5 @@ __all__ = [
     "__version__",
     "monotonic",
     "note_fork",
+    "real_sleeps",
 ]

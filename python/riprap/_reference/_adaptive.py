@@ -9,6 +9,7 @@ import threading
 from collections import OrderedDict, deque
 
 from .._fork import track
+from .._validate import text
 from ._backoff import Backoff, backoff_config
 from ._backoff import attempt as _attempt
 
@@ -63,6 +64,7 @@ class AdaptiveBackoff:
 
     def success_rate(self, operation_id: str) -> float:
         """The success rate over the last 100 results (0.8 with none)."""
+        text("operation_id", operation_id)
         with self._lock:
             h = self._ops.get(operation_id)
             if not h:
@@ -71,6 +73,7 @@ class AdaptiveBackoff:
 
     def record(self, operation_id: str, success: bool) -> None:
         """Records one result, forgetting the oldest operation id past 10,000."""
+        text("operation_id", operation_id)
         with self._lock:
             h = self._ops.get(operation_id)
             if h is None:
@@ -81,6 +84,7 @@ class AdaptiveBackoff:
 
     def delay(self, operation_id: str, attempt: object) -> float:
         """The delay after failed attempt `attempt` of `operation_id`."""
+        text("operation_id", operation_id)
         n = _attempt(attempt)
         factor = adaptive_factor(self.success_rate(operation_id))
         return self._backoff.delay_scaled(n, None, factor)

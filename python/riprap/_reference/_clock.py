@@ -8,14 +8,33 @@ import time
 from .._fork import track
 from .._validate import U64_MAX, check_float, number, secs_to_nanos
 
-__all__ = ["ManualClock", "Monotonic", "clock_of", "monotonic"]
+__all__ = [
+    "ManualClock",
+    "Monotonic",
+    "clock_of",
+    "monotonic",
+    "real_sleeps",
+    "sleep_real",
+]
 
 _ORIGIN = time.monotonic_ns()
+_REAL_SLEEPS = [0]
 
 
 def monotonic() -> float:
     """Seconds on the reference's monotonic clock (origin: import time)."""
     return (time.monotonic_ns() - _ORIGIN) / 1e9
+
+
+def sleep_real(seconds: float) -> None:
+    """The one place the reference sleeps for real: `time.sleep(seconds)`, counted."""
+    _REAL_SLEEPS[0] += 1  # a lost count under a race is harmless: tests compare with 0
+    time.sleep(seconds)
+
+
+def real_sleeps() -> int:
+    """How many real sleeps the reference has made in this process (see `sleep_real`)."""
+    return _REAL_SLEEPS[0]
 
 
 def _nanos(field: str, value: object) -> int:

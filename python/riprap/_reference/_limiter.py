@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,7 +31,7 @@ from .._validate import (
 )
 from .._validate import name as _name
 from .._validate import on_limit as _on_limit
-from ._clock import ManualClock, Monotonic, clock_of
+from ._clock import ManualClock, Monotonic, clock_of, sleep_real
 from ._wrapper import AsyncNativeWrapper, NativeWrapper
 
 __all__ = [
@@ -152,7 +151,7 @@ def wait_until_due(
     A manual clock advances; real time sleeps in <= 50 ms slices (Ctrl-C interrupts
     `time.sleep`). A wait that would end after an enclosing `riprap.deadline` /
     `riprap.timeout` is not started: `TimeoutExceededError` (the caller gives the reservation
-    back).
+    back). Each slice is a counted `sleep_real`.
     """
     left = deadlines.remaining()
     if left is not None and remaining(clock.now_ns()) > secs_to_nanos(left):
@@ -165,7 +164,7 @@ def wait_until_due(
             with clock._lock:
                 clock._ns = min(U64_MAX, clock._ns + left)
         else:
-            time.sleep(min(left, 50_000_000) / 1e9)
+            sleep_real(min(left, 50_000_000) / 1e9)
 
 
 class Wakers:

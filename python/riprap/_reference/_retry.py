@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ from ._awaitable import Coroutine, Drive, Handover
 from ._backoff import Backoff, backoff_config
 from ._backoff import attempt as _attempt
 from ._budget import RetryBudget
-from ._clock import ManualClock, clock_of
+from ._clock import ManualClock, clock_of, sleep_real
 from ._wrapper import AsyncNativeWrapper, NativeWrapper
 
 __all__ = ["RetryAsyncCall", "RetryCall", "RetryEngine", "RetryGuard", "RetrySchedule"]
@@ -300,7 +299,7 @@ class RetryEngine:
         if isinstance(self._clock, ManualClock):
             self._clock.advance(seconds)
         elif seconds > 0:
-            time.sleep(seconds)
+            sleep_real(seconds)
 
     def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Runs `func(*args, **kwargs)` with retries (what a decorated sync function does)."""

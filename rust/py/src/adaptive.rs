@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use riprap_core::AdaptiveBackoff;
 
 use crate::backoff::backoff_config;
-use crate::convert::attempt;
+use crate::convert::{attempt, text};
 use crate::errors::config_error;
 
 /// Backoff stretched or shrunk by each operation's recent success rate.
@@ -40,18 +40,21 @@ impl PyAdaptiveBackoff {
     }
 
     /// The delay after failed attempt `attempt` of `operation_id`.
-    fn delay(&self, operation_id: &str, attempt: &Bound<'_, PyAny>) -> PyResult<f64> {
-        Ok(self.inner.delay(operation_id, self::attempt(attempt)?))
+    fn delay(&self, operation_id: &Bound<'_, PyAny>, attempt: &Bound<'_, PyAny>) -> PyResult<f64> {
+        let id = text("operation_id", operation_id)?;
+        Ok(self.inner.delay(id, self::attempt(attempt)?))
     }
 
     /// Records one result of `operation_id`.
-    fn record(&self, operation_id: &str, success: bool) {
-        self.inner.record(operation_id, success);
+    fn record(&self, operation_id: &Bound<'_, PyAny>, success: bool) -> PyResult<()> {
+        self.inner
+            .record(text("operation_id", operation_id)?, success);
+        Ok(())
     }
 
     /// The success rate of `operation_id` over its last 100 results (0.8 with none).
-    fn success_rate(&self, operation_id: &str) -> f64 {
-        self.inner.success_rate(operation_id)
+    fn success_rate(&self, operation_id: &Bound<'_, PyAny>) -> PyResult<f64> {
+        Ok(self.inner.success_rate(text("operation_id", operation_id)?))
     }
 
     /// Operation ids tracked (at most 10,000).

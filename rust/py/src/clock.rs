@@ -1,5 +1,8 @@
 //! `ManualClock` (shared manual time) and the monotonic clock as seen from Python.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use pyo3::prelude::*;
 use riprap_core::{Clock, ManualClock, nanos_to_secs, secs_to_nanos};
 
@@ -63,9 +66,27 @@ pub(crate) fn monotonic() -> f64 {
     Clock::Monotonic.now_secs()
 }
 
+/// Real sleeps (one per slice handed to the OS) native code has made in this process.
+static REAL_SLEEPS: AtomicU64 = AtomicU64::new(0);
+
+/// The one place native code sleeps for real: `slice` with the interpreter released, counted.
+/// Ctrl-C handling is the caller's (a signal check after each slice).
+pub(crate) fn sleep_detached(py: Python<'_>, slice: Duration) {
+    REAL_SLEEPS.fetch_add(1, Ordering::Relaxed);
+    py.detach(|| std::thread::sleep(slice));
+}
+
+/// How many real sleeps native code has made in this process (each slice of a long wait counts
+/// once). Tests read it: a patched `time.sleep` cannot see a sleep made in Rust, and "a zero
+/// delay never sleeps" is a promise about this count.
+#[pyfunction]
+pub(crate) fn real_sleeps() -> u64 {
+    REAL_SLEEPS.load(Ordering::Relaxed)
+}
+
 /// Blocks for `seconds` on `clock`: a manual clock just advances; real time is slept detached
 /// from the interpreter in slices of at most 50 ms, checking for signals between slices so
-/// Ctrl-C interrupts the wait promptly.
+/// Ctrl-C interrupts the wait promptly. Zero (or NaN, or negative) sleeps not at all.
 pub(crate) fn sleep(py: Python<'_>, clock: &Clock, seconds: f64) -> PyResult<()> {
     match clock {
         Clock::Manual(m) => {
@@ -73,18 +94,17 @@ pub(crate) fn sleep(py: Python<'_>, clock: &Clock, seconds: f64) -> PyResult<()>
             Ok(())
         }
         Clock::Monotonic => {
-            let Ok(total) = std::time::Duration::try_from_secs_f64(seconds) else {
+            let Ok(total) = Duration::try_from_secs_f64(seconds) else {
                 return Ok(()); // NaN or negative: nothing to wait for
             };
-            let slice_max = std::time::Duration::from_millis(50);
+            let slice_max = Duration::from_millis(50);
             let start = std::time::Instant::now();
             loop {
                 let left = total.saturating_sub(start.elapsed());
                 if left.is_zero() {
                     return Ok(());
                 }
-                let slice = left.min(slice_max);
-                py.detach(|| std::thread::sleep(slice));
+                sleep_detached(py, left.min(slice_max));
                 py.check_signals()?;
             }
         }

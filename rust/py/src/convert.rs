@@ -129,6 +129,25 @@ pub(crate) fn clock(v: Option<&Bound<'_, PyAny>>) -> PyResult<Clock> {
     }
 }
 
+/// An id that names something in logs and statistics (`operation_id`): a `str` that is valid
+/// as UTF-8 (a lone surrogate is refused rather than replaced, so two ids never merge).
+pub(crate) fn text<'a>(field: &str, v: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
+    let Ok(s) = v.cast::<PyString>() else {
+        return Err(PyTypeError::new_err(format!(
+            "{field} must be a str, got {}",
+            type_name(v)
+        )));
+    };
+    s.to_str().map_err(|_| {
+        let shown = v
+            .repr()
+            .map_or_else(|_| String::from("?"), |r| r.to_string());
+        PyValueError::new_err(format!(
+            "{field} must be valid Unicode (no lone surrogates), got {shown}"
+        ))
+    })
+}
+
 /// `name=`: a `str` or `None`.
 pub(crate) fn name(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Py<PyString>>> {
     match given(v) {

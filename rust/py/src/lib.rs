@@ -39,7 +39,7 @@ mod _core {
     #[pymodule_export]
     use super::bulkhead::{PyBulkheadCall, PyBulkheadConfig, PyBulkheadEngine, PyBulkheadPermit};
     #[pymodule_export]
-    use super::clock::{PyManualClock, monotonic};
+    use super::clock::{PyManualClock, monotonic, real_sleeps};
     #[pymodule_export]
     use super::keyed::{PyKeyedLimit, PyKeyedLimitedCall, PyKeyedRateLimiter};
     #[pymodule_export]

@@ -17,6 +17,7 @@ use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 use riprap_core::{Clock, Decision, RateLimiter, Reservation, nanos_to_secs};
 
 use crate::call::{AsyncCallEngine, CallEngine, native_async_call, native_call};
+use crate::clock::sleep_detached;
 use crate::convert::{clock as extract_clock, cost, max_wait, name, no_storage, quota, raises};
 use crate::deadline;
 use crate::errors::rate_limited;
@@ -47,8 +48,7 @@ pub(crate) fn wait_until_due(
         match clock {
             Clock::Manual(m) => m.advance(left),
             Clock::Monotonic => {
-                let slice = std::time::Duration::from_nanos(left.min(SLICE));
-                py.detach(|| std::thread::sleep(slice));
+                sleep_detached(py, std::time::Duration::from_nanos(left.min(SLICE)));
                 py.check_signals()?;
             }
         }

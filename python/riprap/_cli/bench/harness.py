@@ -5,6 +5,11 @@ times a loop of bare calls and a loop of protected calls back to back, and the r
 the median over samples of their difference. Ratios measured in one process are what matter; the
 absolute numbers move with the machine's load.
 
+A method the caller calls *besides* its own work (`limiter.try_acquire()`) is a whole call of
+its own: for those cases (`Case.method`) each sample also times the loop with no call in it,
+and the table shows the call's raw cost (everything the caller pays for `try_acquire()`) next to
+its cost over an empty call, so the smaller number is never read as the whole price.
+
 This module knows no case: each primitive's module (`retry`, `breaker`, `limiter`) builds its
 own, and `cases.all_cases()` lists them. Both commands measure through `run_case`, so a case's
 baseline is honoured by both.
@@ -26,6 +31,7 @@ from collections.abc import Callable
 
 __all__ = [
     "Case",
+    "Measured",
     "Result",
     "Thunk",
     "bare",
@@ -65,11 +71,24 @@ class Case:
     #: harness does work of its own per call (choosing a key, say) measures against that same
     #: work with a no-op in place of the protected call, so only the protected call is counted.
     baselines: dict[str, Callable[[], Thunk]] = dataclasses.field(default_factory=dict)
+    #: The protected thing is a method call made besides the caller's work (`try_acquire`):
+    #: also report its raw cost, the whole call.
+    method: bool = False
+    #: For a method case, what the raw cost is measured against: the same per-call harness
+    #: work without the call (default: nothing, an empty loop).
+    raw_baselines: dict[str, Callable[[], Thunk]] = dataclasses.field(
+        default_factory=dict
+    )
 
     def baseline(self, impl: str) -> Thunk:
         """The callable `impl` is measured against."""
         build = self.baselines.get(impl)
         return build() if build is not None else bare
+
+    def raw_baseline(self, impl: str) -> Thunk | None:
+        """What the raw cost of `impl` is measured against; None: an empty loop."""
+        build = self.raw_baselines.get(impl)
+        return build() if build is not None else None
 
     def available(self) -> list[str]:
         """Implementations whose libraries are installed."""
@@ -90,6 +109,8 @@ class Result:
     added_ns: float
     bare_ns: float
     samples: int
+    #: For a method case, the whole call's cost (over an empty loop, or the raw baseline).
+    raw_ns: float | None = None
 
 
 def _timed_loop(fn: Thunk, n: int) -> int:
@@ -99,14 +120,39 @@ def _timed_loop(fn: Thunk, n: int) -> int:
     return time.perf_counter_ns() - t0
 
 
+def _timed_empty_loop(n: int) -> int:
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        pass
+    return time.perf_counter_ns() - t0
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """Medians over paired samples, in ns per call."""
+
+    added: float  #: `fn()` over `baseline()`
+    bare: float  #: `baseline()` itself (loop included)
+    raw: float | None  #: `fn()` over the raw baseline, when one was asked for
+
+
 def measure(
-    fn: Thunk, baseline: Thunk = bare, *, samples: int = 41, sample_ms: float = 4.0
-) -> tuple[float, float]:
-    """Median added ns of `fn()` over `baseline()`, and the median baseline ns (paired samples)."""
+    fn: Thunk,
+    baseline: Thunk = bare,
+    *,
+    raw: Thunk | bool = False,
+    samples: int = 41,
+    sample_ms: float = 4.0,
+) -> Measured:
+    """Median added ns of `fn()` over `baseline()` (paired samples), and the median baseline.
+
+    With `raw` (True: an empty loop; or a callable doing the harness's own work per call) each
+    sample also times that, and `Measured.raw` is `fn()`'s whole cost over it.
+    """
     fn()  # warm up (first-call caches, imports)
     probe = max(_timed_loop(fn, 20) / 20, 1.0)
     inner = int(min(max(sample_ms * 1e6 / probe, 20), 50_000))
-    added, bares = [], []
+    added, bares, raws = [], [], []
     for i in range(samples):
         if i % 2:
             b = _timed_loop(baseline, inner)
@@ -116,7 +162,15 @@ def measure(
             b = _timed_loop(baseline, inner)
         added.append((w - b) / inner)
         bares.append(b / inner)
-    return statistics.median(added), statistics.median(bares)
+        if raw is True:
+            raws.append((w - _timed_empty_loop(inner)) / inner)
+        elif raw is not False:
+            raws.append((w - _timed_loop(raw, inner)) / inner)
+    return Measured(
+        statistics.median(added),
+        statistics.median(bares),
+        statistics.median(raws) if raws else None,
+    )
 
 
 def quiet_loggers() -> None:
@@ -139,8 +193,11 @@ def run_case(
     import riprap
 
     fn = case.build[impl]()
-    added, base = measure(fn, case.baseline(impl), samples=samples, sample_ms=sample_ms)
-    return fn, Result(case.key, impl, riprap.backend(), added, base, samples)
+    raw: Thunk | bool = False
+    if case.method:
+        raw = case.raw_baseline(impl) or True
+    m = measure(fn, case.baseline(impl), raw=raw, samples=samples, sample_ms=sample_ms)
+    return fn, Result(case.key, impl, riprap.backend(), m.added, m.bare, samples, m.raw)
 
 
 def run_cases(
@@ -254,15 +311,25 @@ def _table(cases: list[Case], results: list[Result]) -> str:
         row = {_column(r): r for r in mine if r.case == case.key}
         if not row:
             continue
-        cells = [case.title, "≤ " + _fmt(case.target_ns) if case.target_ns else ""]
-        cells.extend(_fmt(row[c].added_ns) if c in row else "" for c in columns)
-        if both:
-            rust, py = row.get("riprap (rust)"), row.get("riprap (python)")
-            ratio = (
-                py.added_ns / rust.added_ns
-                if rust and py and rust.added_ns > 0
-                else None
+        rows: list[tuple[str, str, Callable[[Result], float | None]]] = [
+            (
+                case.title + (", over an empty call" if case.method else ""),
+                "≤ " + _fmt(case.target_ns) if case.target_ns else "",
+                lambda r: r.added_ns,
             )
-            cells.append(f"{ratio:.1f}×" if ratio is not None else "")  # noqa: RUF001
-        lines.append("| " + " | ".join(cells) + " |")
+        ]
+        if case.method:
+            rows.append((case.title + ", the whole call (raw)", "", lambda r: r.raw_ns))
+        for title, target, value in rows:
+            cells = [title, target]
+            for c in columns:
+                v = value(row[c]) if c in row else None
+                cells.append(_fmt(v) if v is not None else "")
+            if both:
+                rust, py = row.get("riprap (rust)"), row.get("riprap (python)")
+                a = value(rust) if rust else None
+                b = value(py) if py else None
+                ratio = b / a if a and b and a > 0 else None
+                cells.append(f"{ratio:.1f}×" if ratio is not None else "")  # noqa: RUF001
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

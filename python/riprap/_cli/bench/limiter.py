@@ -121,6 +121,13 @@ def _hand_rolled_keyed(n: int) -> Callable[[int], bool]:
     return check
 
 
+def _key_stream(n: int, hot: int | None = None) -> Callable[[], int]:
+    """Keys drawn uniformly from all `n`, or cycling over `hot` of them."""
+    keys = list(range(n))
+    random.Random(1).shuffle(keys)
+    return itertools.cycle(keys[:hot] if hot else keys).__next__
+
+
 def _keyed_thunk(
     check: Callable[[int], object], n: int, hot: int | None = None
 ) -> Thunk:
@@ -128,9 +135,7 @@ def _keyed_thunk(
 
     Real traffic is skewed (a few clients send most requests), so both are worth knowing.
     """
-    keys = list(range(n))
-    random.Random(1).shuffle(keys)
-    next_key = itertools.cycle(keys[:hot] if hot else keys).__next__
+    next_key = _key_stream(n, hot)
     return lambda: check(next_key())
 
 
@@ -148,6 +153,18 @@ def _key_baselines(hot: int | None) -> dict[str, Callable[[], Thunk]]:
         "riprap": lambda: _keyed_thunk(_no_check, KEYS, hot),
         "hand-rolled": lambda: _keyed_thunk(_no_check, KEYS, hot),
         "limits fixed": lambda: _keyed_thunk(_no_check, PEER_KEYS, hot),
+    }
+
+
+def _key_raw_baselines(hot: int | None) -> dict[str, Callable[[], Thunk]]:
+    """Raw baselines for the keyed cases: the same key stream with no call at all.
+
+    The raw cost is then the whole `check(key)` call.
+    """
+    return {
+        "riprap": lambda: _key_stream(KEYS, hot),
+        "hand-rolled": lambda: _key_stream(KEYS, hot),
+        "limits fixed": lambda: _key_stream(PEER_KEYS, hot),
     }
 
 
@@ -320,6 +337,7 @@ CASES: list[Case] = [
             "pyrate-limiter": "pyrate_limiter",
             "pyrate-limiter token": "pyrate_limiter",
         },
+        method=True,
     ),
     Case(
         "limiter_decorated",
@@ -355,6 +373,8 @@ CASES: list[Case] = [
         },
         {"limits fixed": "limits"},
         _key_baselines(None),
+        method=True,
+        raw_baselines=_key_raw_baselines(None),
     ),
     Case(
         "keyed_1m_hot",
@@ -367,5 +387,7 @@ CASES: list[Case] = [
         },
         {"limits fixed": "limits"},
         _key_baselines(1000),
+        method=True,
+        raw_baselines=_key_raw_baselines(1000),
     ),
 ]
