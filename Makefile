@@ -45,6 +45,15 @@ bench: install ## Benchmarks (pytest-benchmark): riprap vs the Python reference 
 	RIPRAP_BACKEND=python $(BIN)/pytest benches -q -o filterwarnings=default -o timeout=0 --benchmark-max-time=0.5
 	RIPRAP_BACKEND=rust $(BIN)/pytest benches -q -o filterwarnings=default -o timeout=0 --benchmark-max-time=0.5
 
+# Instructions per call counted by callgrind, so the gate does not move with the machine's load.
+.PHONY: bench-check
+bench-check: install ## Regression gate: instructions per call (callgrind) vs benches/check/baseline.json, fails on +10 %
+	$(PY) benches/check/check.py
+
+.PHONY: bench-check-update
+bench-check-update: install ## Count instructions per call again and rewrite benches/check/baseline.json
+	$(PY) benches/check/check.py --update
+
 .PHONY: lint
 lint: install ## rustfmt, clippy, rustdoc, ruff, mypy --strict, stubtest
 	cargo fmt --all --check
@@ -73,4 +82,4 @@ clean: ## Remove build products and the virtualenv
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
