@@ -54,6 +54,19 @@ bench-check: install ## Regression gate: instructions per call (callgrind) vs be
 bench-check-update: install ## Count instructions per call again and rewrite benches/check/baseline.json
 	$(PY) benches/check/check.py --update
 
+# `maturin build --release` shares target/ with `make install`'s release build, so the wheel
+# costs no second compile.
+.PHONY: wheel
+wheel: install ## Release wheel and sdist in dist/ (maturin)
+	rm -rf dist
+	$(MATURIN) build --release --interpreter $(PY) --out dist
+	$(MATURIN) sdist --out dist
+	@ls -l dist
+
+.PHONY: wheel-test
+wheel-test: wheel ## Install the wheel in a fresh venv with no Rust on PATH; smoke import, `riprap demo --quick`
+	RIPRAP_WHEEL_DIR=$(abspath dist) $(BIN)/pytest tests/test_wheel.py -p no:cacheprovider
+
 .PHONY: lint
 lint: install ## rustfmt, clippy, rustdoc, ruff, mypy --strict, stubtest
 	cargo fmt --all --check
@@ -78,7 +91,7 @@ format: install ## Apply rustfmt and ruff format
 .PHONY: clean
 clean: ## Remove build products and the virtualenv
 	cargo clean
-	rm -rf $(VENV) .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis python/riprap/_core*.so
+	rm -rf $(VENV) dist .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis python/riprap/_core*.so
 
 .PHONY: help
 help: ## List the targets
