@@ -78,9 +78,11 @@ lint: install ## rustfmt, clippy, rustdoc, ruff, mypy --strict, stubtest
 	$(PY) -m mypy.stubtest riprap._core --allowlist stubtest-allowlist.txt
 
 .PHONY: ci
-ci: ## What CI runs: lint, then the whole test suite (more hypothesis examples)
+ci: ## What CI runs: lint, the whole test suite (more hypothesis examples), the wheel, bench-check
 	$(MAKE) lint
 	$(MAKE) test HYPOTHESIS_PROFILE=ci
+	$(MAKE) wheel-test
+	$(MAKE) bench-check
 
 .PHONY: format
 format: install ## Apply rustfmt and ruff format
