@@ -57,6 +57,28 @@ bench: install ## Benchmarks (pytest-benchmark): riprap vs the Python reference 
 	RIPRAP_BACKEND=python $(BIN)/pytest benches -q -o filterwarnings=default -o timeout=0 --benchmark-max-time=0.5
 	RIPRAP_BACKEND=rust $(BIN)/pytest benches -q -o filterwarnings=default -o timeout=0 --benchmark-max-time=0.5
 
+# Instructions per call counted by callgrind, so the gate does not move with the machine's load.
+.PHONY: bench-check
+bench-check: install ## Regression gate: instructions per call (callgrind) vs benches/check/baseline.json, fails on +10 %
+	$(PY) benches/check/check.py
+
+.PHONY: bench-check-update
+bench-check-update: install ## Count instructions per call again and rewrite benches/check/baseline.json
+	$(PY) benches/check/check.py --update
+
+# `maturin build --release` shares target/ with `make install`'s release build, so the wheel
+# costs no second compile.
+.PHONY: wheel
+wheel: install ## Release wheel and sdist in dist/ (maturin)
+	rm -rf dist
+	$(MATURIN) build --release --interpreter $(PY) --out dist
+	$(MATURIN) sdist --out dist
+	@ls -l dist
+
+.PHONY: wheel-test
+wheel-test: wheel ## Install the wheel in a fresh venv with no Rust on PATH; smoke import, `riprap demo --quick`
+	RIPRAP_WHEEL_DIR=$(abspath dist) $(BIN)/pytest tests/test_wheel.py -p no:cacheprovider
+
 .PHONY: lint
 lint: install ## rustfmt, clippy, rustdoc, ruff, mypy --strict, stubtest
 	cargo fmt --all --check
@@ -68,10 +90,12 @@ lint: install ## rustfmt, clippy, rustdoc, ruff, mypy --strict, stubtest
 	$(PY) -m mypy.stubtest riprap._core --allowlist stubtest-allowlist.txt
 
 .PHONY: ci
-ci: ## What CI runs: lint, then the whole test suite (more hypothesis examples, nothing skipped)
+ci: ## What CI runs: lint, the whole test suite (more hypothesis examples), the wheel, bench-check
 	$(MAKE) lint
 	$(MAKE) test-deps
 	CI=1 $(MAKE) test HYPOTHESIS_PROFILE=ci
+	$(MAKE) wheel-test
+	$(MAKE) bench-check
 
 .PHONY: format
 format: install ## Apply rustfmt and ruff format
@@ -82,8 +106,8 @@ format: install ## Apply rustfmt and ruff format
 .PHONY: clean
 clean: ## Remove build products and the virtualenv
 	cargo clean
-	rm -rf $(VENV) .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis python/riprap/_core*.so
+	rm -rf $(VENV) dist .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis python/riprap/_core*.so
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'

@@ -180,6 +180,8 @@ def required_name(value: object) -> str:
     if isinstance(value, str):
         return value
     raise TypeError(f"name must be a str, got {_type_name(value)}")
+
+
 def text(field: str, value: object) -> str:
     """An id that names something in logs and statistics: a `str` that is valid as UTF-8."""
     if not isinstance(value, str):
