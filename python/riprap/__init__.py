@@ -33,6 +33,7 @@ from ._errors import (
     TimeoutExceededError,
 )
 from ._limiter import KeyedRateLimiter, RateLimiter
+from ._redis import RedisStorage
 from ._retry import (
     API_RETRY_POLICY,
     DATABASE_RETRY_POLICY,
@@ -52,6 +53,9 @@ from ._stats import (
     RateLimiterStats,
     RetryBudgetStats,
     RetryStatistics,
+    SharedCircuitBreakerStats,
+    SharedKeyedRateLimiterStats,
+    SharedRateLimiterStats,
 )
 
 RetryBudget = _backend.core.RetryBudget
@@ -90,6 +94,7 @@ __all__ = [
     "RateLimitExceeded",
     "RateLimiter",
     "RateLimiterStats",
+    "RedisStorage",
     "ResilienceError",
     "RetryBudget",
     "RetryBudgetStats",
@@ -97,6 +102,9 @@ __all__ = [
     "RetryManager",
     "RetryPolicy",
     "RetryStatistics",
+    "SharedCircuitBreakerStats",
+    "SharedKeyedRateLimiterStats",
+    "SharedRateLimiterStats",
     "TimeoutExceededError",
     "__version__",
     "backend",
