@@ -329,7 +329,7 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
         time_source: str = "server",
     ) -> Self:
         if storage is not None:
-            from ._redis.limiter import build_keyed  # noqa: PLC0415 - optional
+            from ._redis.keyed import build_keyed  # noqa: PLC0415 - optional
 
             return cast(
                 Self,

@@ -179,7 +179,7 @@ def test_a_cancelled_async_waiter_hands_its_slot_back(url: str) -> None:
         with pytest.raises(asyncio.CancelledError):
             await waiter
         # The give-back runs in a task of its own (nothing is awaited while cancelled).
-        await asyncio.gather(*riprap._redis.limiter._PENDING)
+        await asyncio.gather(*riprap._redis.gcra.PENDING)
         await lim.storage.aclose()
 
     asyncio.run(main())

@@ -113,7 +113,14 @@ end
 local wait_s, wait_n = sub(end_s, end_n, lim_s, lim_n)
 if ARGV[4] ~= '' then
   local max_s, max_n = split(ARGV[4])
-  if lt(max_s, max_n, wait_s, wait_n) then return {0, wait_s, wait_n} end
+  if lt(max_s, max_n, wait_s, wait_n) then
+    -- Refused: nothing to write, but a key someone stored without a TTL gets one.
+    if tat_s and redis.call('PTTL', KEYS[1]) == -1 then
+      local ttl_s, ttl_n = sub(tat_s, tat_n, now_s, now_n)
+      redis.call('PEXPIRE', KEYS[1], ms(ttl_s, ttl_n) + tonumber(ARGV[5]))
+    end
+    return {0, wait_s, wait_n}
+  end
 end
 store()
 if not tat_s then before = '' end
@@ -408,9 +415,8 @@ if ARGV[3] ~= '' then
   end
 end
 local live, opened = redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])
-for i = 1, 2 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
-end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
 if live == 0 or opened / live < tonumber(ARGV[5]) then return {0, opened, live, 0} end
 local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 return {1, opened, live, math.max(0, tonumber(oldest[2]) - now)}
