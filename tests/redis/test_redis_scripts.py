@@ -34,18 +34,24 @@ KEYED = {
     "ZREMRANGEBYSCORE",
 }
 WRITES = {"SET", "HSET", "HINCRBY", "ZADD"}
+ALIAS = re.compile(r"local ([\w, ]+) = (KEYS\[\d\](?:, KEYS\[\d\])*)")
 CALL = re.compile(r"redis\.call\('([A-Z]+)'(?:,\s*([^,)]+))?")
 
 
 @pytest.mark.parametrize("name", sorted(scripts.SCRIPTS))
 def test_reg_D5_every_key_is_in_KEYS_and_numbers_in_ARGV(name: str) -> None:
     source = scripts.SCRIPTS[name]
-    # Keys reach a script only through KEYS[] (directly, or the S/W aliases of KEYS[1..2]).
-    aliases = (
-        {"S": "KEYS[1]", "W": "KEYS[2]"}
-        if "local S, W = KEYS[1], KEYS[2]" in source
-        else {}
-    )
+    # Keys reach a script only through KEYS[] (directly, or a local alias of KEYS[n]).
+    aliases: dict[str, str] = {}
+    for names, values in ALIAS.findall(source):
+        aliases.update(
+            zip(
+                names.replace(" ", "").split(","),
+                re.findall(r"KEYS\[\d\]", values),
+                strict=True,
+            )
+        )
+
     calls = CALL.findall(source)
     assert calls, "no redis.call found"
     for command, first in calls:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from typing import Any, NoReturn
 
 from .. import _validate as v
@@ -30,6 +31,7 @@ __all__ = ["ADMITTED", "PENDING", "REFUSED", "Bucket", "local_quota", "wait_boun
 
 _ACQUIRE = Script(GCRA_ACQUIRE)
 _CANCEL = Script(GCRA_CANCEL)
+#: What the GCRA script returns: 1 when admitted, else a list starting with one of these.
 ADMITTED, REFUSED = 1, 0
 _NS = 1_000_000_000
 
@@ -53,27 +55,35 @@ def local_quota(shared: Quota, fraction: float, what: str) -> tuple[float, float
 class Bucket:
     """One limiter's bucket (or buckets, keyed) in Redis."""
 
-    __slots__ = ("counters", "margin", "opts", "quota", "tau")
+    __slots__ = ("_tail", "costs", "counters", "opts", "quota")
 
     def __init__(self, opts: Options, quota: Quota) -> None:
         self.opts = opts
         self.quota = quota
-        self.tau = str(quota.tolerance)
-        self.margin = str(ms_ceil(quota.tolerance + quota.interval))
+        margin = str(ms_ceil(quota.tolerance + quota.interval))
+        self._tail = (*_pair(quota.tolerance), margin)
+        # The cost of n tokens as script arguments, for every n (n <= burst, usually 1).
+        self.costs: dict[int, tuple[str, str]] = {}
         self.counters = Counters()
 
     def args(self, cost: int, bound: str) -> tuple[str, ...]:
-        return (self.opts.now_ns(), str(cost), self.tau, bound, self.margin)
+        """ARGV of the GCRA script: now, cost, tau, the wait bound, the TTL margin."""
+        pair = self.costs.get(cost)
+        if pair is None:
+            pair = self.costs[cost] = _pair(cost)
+        tau_s, tau_n, margin = self._tail
+        return (self.opts.now_ns(), *pair, tau_s, tau_n, bound, margin)
 
     def ask(self, key: str | bytes, cost: int, bound: str) -> Any:
         """One decision (StorageError when Redis cannot make it)."""
         return self.opts.storage.run(_ACQUIRE, (key,), self.args(cost, bound))
 
-    async def aask(self, key: str | bytes, cost: int, bound: str) -> Any:
-        return await self.opts.storage.arun(_ACQUIRE, (key,), self.args(cost, bound))
+    def aask(self, key: str | bytes, cost: int, bound: str) -> Awaitable[Any]:
+        """`ask` for async callers (the coroutine of `arun`, with no frame of its own)."""
+        return self.opts.storage.arun(_ACQUIRE, (key,), self.args(cost, bound))
 
     def refused(self, reply: Any) -> RateLimitExceeded:
-        self.counters.add("rejected")
+        self.counters.reject()
         return RateLimitExceeded(self.opts.name, wait_ns(reply) / _NS)
 
     def sleep(self, key: str | bytes, reply: Any) -> None:
@@ -88,7 +98,7 @@ class Bucket:
         except BaseException:
             self.give_back(key, reply)
             raise
-        self.counters.add("admitted")
+        self.counters.admit()
         self.counters.add("waited")
 
     async def asleep(self, key: str | bytes, reply: Any) -> None:
@@ -100,7 +110,7 @@ class Bucket:
             PENDING.add(task)
             task.add_done_callback(PENDING.discard)
             raise
-        self.counters.add("admitted")
+        self.counters.admit()
         self.counters.add("waited")
 
     def give_back(self, key: str | bytes, reply: Any) -> None:
@@ -117,9 +127,9 @@ class Bucket:
         mode = self.opts.mode
         self.counters.failed(error, decided_here=mode != "local")
         if mode == "fail_open":
-            self.counters.add("admitted")
+            self.counters.admit()
         elif mode == "fail_closed":
-            self.counters.add("rejected")
+            self.counters.reject()
         return mode
 
     def closed(self, error: StorageError) -> NoReturn:
@@ -140,6 +150,12 @@ class Bucket:
             time_source=self.opts.time_source,
         )
         return native
+
+
+def _pair(ns: int) -> tuple[str, str]:
+    """Nanoseconds as the scripts take them: whole seconds and the nanoseconds left."""
+    s, n = divmod(ns, _NS)
+    return str(s), str(n)
 
 
 def wait_bound(timeout: object) -> str:

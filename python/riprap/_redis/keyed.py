@@ -65,10 +65,10 @@ class RedisKeyedRateLimiter(KeyedRateLimiter):
             if mode == "local":
                 return _native_keyed.try_acquire(self, key, n)
             return mode == "fail_open"
-        if reply[0] == ADMITTED:
-            b.counters.add("admitted")
+        if reply == ADMITTED:
+            b.counters.admit()
             return True
-        b.counters.add("rejected")
+        b.counters.reject()
         return False
 
     def acquire(self, key: object, n: int = 1, timeout: float | None = None) -> None:
@@ -85,8 +85,8 @@ class RedisKeyedRateLimiter(KeyedRateLimiter):
             elif mode == "fail_closed":
                 b.closed(e)
             return
-        if reply[0] == ADMITTED:
-            b.counters.add("admitted")
+        if reply == ADMITTED:
+            b.counters.admit()
         elif reply[0] == REFUSED:
             raise b.refused(reply)
         else:
@@ -108,8 +108,8 @@ class RedisKeyedRateLimiter(KeyedRateLimiter):
             elif mode == "fail_closed":
                 b.closed(e)
             return
-        if reply[0] == ADMITTED:
-            b.counters.add("admitted")
+        if reply == ADMITTED:
+            b.counters.admit()
         elif reply[0] == REFUSED:
             raise b.refused(reply)
         else:

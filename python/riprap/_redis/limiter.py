@@ -57,10 +57,10 @@ class RedisRateLimiter(RateLimiter):
             if mode == "local":
                 return _native.try_acquire(self, n)
             return mode == "fail_open"
-        if reply[0] == ADMITTED:
-            b.counters.add("admitted")
+        if reply == ADMITTED:
+            b.counters.admit()
             return True
-        b.counters.add("rejected")
+        b.counters.reject()
         return False
 
     def acquire(self, n: int = 1, timeout: float | None = None) -> None:
@@ -80,8 +80,8 @@ class RedisRateLimiter(RateLimiter):
 
     def _settle(self, reply: Any) -> None:
         b = self._bucket
-        if reply[0] == ADMITTED:
-            b.counters.add("admitted")
+        if reply == ADMITTED:
+            b.counters.admit()
         elif reply[0] == REFUSED:
             raise b.refused(reply)
         else:
@@ -100,12 +100,15 @@ class RedisRateLimiter(RateLimiter):
             elif mode == "fail_closed":
                 b.closed(e)
             return
-        await self._asettle(reply)
+        if reply == ADMITTED:
+            b.counters.admit()
+        else:
+            await self._asettle(reply)
 
     async def _asettle(self, reply: Any) -> None:
         b = self._bucket
-        if reply[0] == ADMITTED:
-            b.counters.add("admitted")
+        if reply == ADMITTED:
+            b.counters.admit()
         elif reply[0] == REFUSED:
             raise b.refused(reply)
         else:

@@ -43,90 +43,92 @@ __all__ = [
 
 # --- GCRA ---------------------------------------------------------------------------------------
 
-_PAIRS = """
-local B = 1000000000
--- A decimal count of nanoseconds as (seconds, nanoseconds); nil if it is not one.
-local function split(x)
-  if not x or not string.find(x, '^%d+$') or #x > 20 then return nil end
-  local len = #x
-  if len <= 9 then return 0, tonumber(x) end
-  return tonumber(string.sub(x, 1, len - 9)), tonumber(string.sub(x, len - 8))
-end
-local function fmt(s, n)
-  if s == 0 then return string.format('%d', n) end
-  return string.format('%d%09d', s, n)
-end
-local function lt(as, an, bs, bn) return as < bs or (as == bs and an < bn) end
-local function add(as, an, bs, bn)
-  local s, n = as + bs, an + bn
-  if n >= B then return s + 1, n - B end
-  return s, n
-end
-local function sub(as, an, bs, bn)
-  local s, n = as - bs, an - bn
-  if n < 0 then return s - 1, n + B end
-  return s, n
-end
--- Milliseconds, rounded up, of a non-negative (s, n) duration.
-local function ms(s, n) return s * 1000 + math.ceil(n / 1000000) end
-"""
-
-GCRA_ACQUIRE = (
-    """-- riprap GCRA: take `cost` from one bucket, or say how long until it could.
+GCRA_ACQUIRE = """-- riprap GCRA: take `cost` from one bucket, or say how long until it could.
 -- KEYS[1]  the bucket: its TAT in nanoseconds (a decimal string); missing means full
 -- ARGV[1]  now in nanoseconds ('' = the server's TIME)
--- ARGV[2]  cost: n x the emission interval T, in nanoseconds
--- ARGV[3]  tolerance tau = burst x T, in nanoseconds
--- ARGV[4]  the longest wait to reserve, in nanoseconds ('0': admit now or refuse; '' = any)
--- ARGV[5]  TTL margin in milliseconds (tau + T, rounded up)
--- Returns {1} admitted; {0, s, n} refused, the wait as (s, n); {2, s, n, tat, before}
--- reserved: wait (s, n), then proceed; `tat` and `before` let the caller give it back.
+-- ARGV[2], ARGV[3]  cost: n x the emission interval T, as whole seconds and nanoseconds
+-- ARGV[4], ARGV[5]  tolerance tau = burst x T, as whole seconds and nanoseconds
+-- ARGV[6]  the longest wait to reserve, in nanoseconds ('0': admit now or refuse; '' = any)
+-- ARGV[7]  TTL margin in milliseconds (tau + T, rounded up)
+-- Returns 1: admitted; {0, s, n}: refused, the wait as (s, n); {2, s, n, tat, before}:
+-- reserved, wait (s, n) then proceed (`tat` and `before` let the caller give it back).
+--
+-- Times are (seconds, nanoseconds) pairs: a double holds whole nanoseconds exactly only up to
+-- 2**53 (104 days). The arithmetic is written out inline: it runs on every decision, and
+-- local functions would be created anew on every call.
 if redis.replicate_commands then redis.replicate_commands() end
-"""
-    + _PAIRS
-    + """
+local B = 1000000000
+local tonumber, sub = tonumber, string.sub
+local key = KEYS[1]
 local now_s, now_n
-if ARGV[1] == '' then
+local arg = ARGV[1]
+if arg == '' then
   local t = redis.call('TIME')
   now_s, now_n = tonumber(t[1]), tonumber(t[2]) * 1000
+elseif #arg <= 9 then
+  now_s, now_n = 0, tonumber(arg)
 else
-  now_s, now_n = split(ARGV[1])
+  now_s, now_n = tonumber(sub(arg, 1, -10)), tonumber(sub(arg, -9))
 end
-local cost_s, cost_n = split(ARGV[2])
-local tau_s, tau_n = split(ARGV[3])
-local before = redis.call('GET', KEYS[1])
-local base_s, base_n = now_s, now_n
-local tat_s, tat_n = split(before)
-if tat_s and lt(now_s, now_n, tat_s, tat_n) then base_s, base_n = tat_s, tat_n end
-local end_s, end_n = add(base_s, base_n, cost_s, cost_n)
+-- The stored TAT; anything that is not a count of nanoseconds counts as a full bucket.
+local before = redis.call('GET', key)
+local tat_s, tat_n
+if before then
+  if #before <= 9 then
+    tat_s, tat_n = 0, tonumber(before)
+  elseif #before <= 20 then
+    tat_s, tat_n = tonumber(sub(before, 1, -10)), tonumber(sub(before, -9))
+  end
+  if not tat_s or not tat_n then tat_s, tat_n = nil, nil end
+end
+-- end = max(tat, now) + cost
+local end_s, end_n = now_s, now_n
+if tat_s and (tat_s > now_s or (tat_s == now_s and tat_n > now_n)) then
+  end_s, end_n = tat_s, tat_n
+end
+end_s, end_n = end_s + tonumber(ARGV[2]), end_n + tonumber(ARGV[3])
+if end_n >= B then end_s, end_n = end_s + 1, end_n - B end
 -- Past 2**64 - 1 ns (the core's end of time): refused, with the longest wait.
-if lt(18446744073, 709551615, end_s, end_n) then return {0, 18446744073, 709551615} end
-local lim_s, lim_n = add(now_s, now_n, tau_s, tau_n)
-local function store()
-  local ttl_s, ttl_n = sub(end_s, end_n, now_s, now_n)
-  redis.call('SET', KEYS[1], fmt(end_s, end_n), 'PX', ms(ttl_s, ttl_n) + tonumber(ARGV[5]))
+if end_s > 18446744073 or (end_s == 18446744073 and end_n > 709551615) then
+  return {0, 18446744073, 709551615}
 end
-if not lt(lim_s, lim_n, end_s, end_n) then
-  store()
-  return {1}
+-- lim = now + tau: admitted iff end <= lim; else the wait is end - lim.
+local lim_s, lim_n = now_s + tonumber(ARGV[4]), now_n + tonumber(ARGV[5])
+if lim_n >= B then lim_s, lim_n = lim_s + 1, lim_n - B end
+local margin = tonumber(ARGV[7])
+local function ttl_ms(s, n)  -- (s, n) - now, in whole milliseconds rounded up, + margin
+  s, n = s - now_s, n - now_n
+  if n < 0 then s, n = s - 1, n + B end
+  return s * 1000 + math.ceil(n / 1000000) + margin
 end
-local wait_s, wait_n = sub(end_s, end_n, lim_s, lim_n)
-if ARGV[4] ~= '' then
-  local max_s, max_n = split(ARGV[4])
-  if lt(max_s, max_n, wait_s, wait_n) then
+local tat = string.format('%d', end_n)
+if end_s > 0 then tat = string.format('%d%09d', end_s, end_n) end
+if end_s < lim_s or (end_s == lim_s and end_n <= lim_n) then
+  redis.call('SET', key, tat, 'PX', ttl_ms(end_s, end_n))
+  return 1
+end
+local wait_s, wait_n = end_s - lim_s, end_n - lim_n
+if wait_n < 0 then wait_s, wait_n = wait_s - 1, wait_n + B end
+local bound = ARGV[6]
+if bound ~= '' then
+  local max_s, max_n = 0, 0
+  if #bound > 9 then
+    max_s, max_n = tonumber(sub(bound, 1, -10)), tonumber(sub(bound, -9))
+  else
+    max_n = tonumber(bound)
+  end
+  if wait_s > max_s or (wait_s == max_s and wait_n > max_n) then
     -- Refused: nothing to write, but a key someone stored without a TTL gets one.
-    if tat_s and redis.call('PTTL', KEYS[1]) == -1 then
-      local ttl_s, ttl_n = sub(tat_s, tat_n, now_s, now_n)
-      redis.call('PEXPIRE', KEYS[1], ms(ttl_s, ttl_n) + tonumber(ARGV[5]))
+    if tat_s and redis.call('PTTL', key) == -1 then
+      redis.call('PEXPIRE', key, ttl_ms(tat_s, tat_n))
     end
     return {0, wait_s, wait_n}
   end
 end
-store()
+redis.call('SET', key, tat, 'PX', ttl_ms(end_s, end_n))
 if not tat_s then before = '' end
-return {2, wait_s, wait_n, fmt(end_s, end_n), before}
+return {2, wait_s, wait_n, tat, before}
 """
-)
 
 GCRA_CANCEL = """-- riprap GCRA: give back a reservation that nobody reserved after.
 -- KEYS[1]  the bucket

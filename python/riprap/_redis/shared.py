@@ -154,6 +154,16 @@ class Counters:
         with self._lock:
             setattr(self, field, getattr(self, field) + n)
 
+    def admit(self) -> None:
+        """One more admitted (the common case, kept short)."""
+        with self._lock:
+            self.admitted += 1
+
+    def reject(self) -> None:
+        """One more rejected."""
+        with self._lock:
+            self.rejected += 1
+
     def failed(self, error: StorageError, decided_here: bool) -> None:
         """Count a call the storage could not decide.
 

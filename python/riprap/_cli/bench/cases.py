@@ -6,15 +6,15 @@ that knows them all.
 
 from __future__ import annotations
 
-from . import breaker, limiter, retry
+from . import breaker, limiter, redis, retry
 from .harness import Case
 
 __all__ = ["all_cases", "selected"]
 
 
 def all_cases() -> list[Case]:
-    """Every case: retry, then the circuit breaker, then the rate limiters."""
-    return [*retry.CASES, *breaker.CASES, *limiter.CASES]
+    """Every case: retry, the circuit breaker, the rate limiters, then Redis (if it runs here)."""
+    return [*retry.CASES, *breaker.CASES, *limiter.CASES, *redis.CASES]
 
 
 def selected(*prefixes: str) -> list[tuple[Case, str]]:
