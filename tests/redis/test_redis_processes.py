@@ -200,3 +200,66 @@ def test_workers_run_on_this_backend(redis_server: RedisServer) -> None:
     # The spawned interpreters inherit RIPRAP_BACKEND, so every process test above runs on
     # the backend of this pass of `make test`.
     assert os.environ.get("RIPRAP_BACKEND", "rust") == riprap.backend()
+
+
+def test_a_forked_child_starts_fresh_but_shares_the_stored_state(url: str) -> None:
+    """A child forked while parent threads use Redis-backed primitives does not hang, counts
+    from zero, and sees the state in Redis (which is shared, not copied)."""
+    import json
+    import select
+    import threading
+
+    limiter = riprap.RateLimiter(1e6, 1e6, name="fork-lim", storage=url)
+    breaker = riprap.CircuitBreaker("fork-brk", storage=url)
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            limiter.try_acquire()
+            try:
+                with breaker:
+                    pass
+            except riprap.CircuitOpenError:
+                pass
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        breaker.force_open()  # stored in Redis: the child must see it
+        reports = []
+        for _ in range(10):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    os.close(r)
+                    admitted = limiter.try_acquire()
+                    report = {
+                        "admitted": admitted,
+                        "stats": limiter.get_stats()["admitted"],
+                        "state": breaker.state.value,
+                        "rejected": breaker.get_stats()["total_rejected"],
+                    }
+                    os.write(w, json.dumps(report).encode())
+                except BaseException as e:
+                    os.write(w, json.dumps({"error": repr(e)}).encode())
+                    code = 1
+                finally:
+                    os._exit(code)
+            os.close(w)
+            ready, _, _ = select.select([r], [], [], 10.0)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                reports.append("hung")
+            else:
+                reports.append(json.loads(os.read(r, 65536)))
+            os.close(r)
+            os.waitpid(pid, 0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    expected = {"admitted": True, "stats": 1, "state": "open", "rejected": 0}
+    assert reports == [expected] * 10

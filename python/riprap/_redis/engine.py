@@ -21,6 +21,7 @@ from typing import Any, cast
 from .. import _breaker as facade
 from .. import _validate as v
 from .._errors import CircuitOpenError
+from .._fork import track
 from .._reference._breaker import REJECTIONS
 from . import scripts
 from .shared import Counters, Options, ms_ceil, us_ceil
@@ -159,7 +160,7 @@ class SharedEngine:
         self.local = local
         self.config = config
         self.counters = Counters()
-        self.seen = Observed(dispatch)
+        self.dispatch = dispatch
         self.expected = config._expected
         self.excluded = config.excluded_exceptions
         self.slow = (
@@ -169,7 +170,16 @@ class SharedEngine:
         )
         self.keys = (opts.key("state"), opts.key("window"))
         self.config_args = config_args(config)
+        self._after_fork()
+        track(self)
+
+    def _after_fork(self) -> None:
+        """A forked child starts fresh: no totals, nothing observed, new locks.
+
+        The shared state itself is in Redis and stays shared.
+        """
         self.lifetime = dict.fromkeys(_TOTALS, 0)
+        self.seen = Observed(self.dispatch)
         self._lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------------
