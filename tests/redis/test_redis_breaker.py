@@ -37,7 +37,7 @@ def fail(breaker: CircuitBreaker, exc: BaseException | None = None) -> None:
         raise exc or ValueError("down")
 
 
-def test_failures_in_one_open_it_for_all_with_the_stored_open_time(
+def test_reg_B12_failures_in_one_open_it_for_all_with_the_stored_open_time(
     url: str, clock: ManualClock
 ) -> None:
     a, b = shared(url, clock), shared(url, clock)
@@ -57,7 +57,9 @@ def test_failures_in_one_open_it_for_all_with_the_stored_open_time(
     assert a.state is CircuitState.HALF_OPEN
 
 
-def test_building_a_breaker_never_writes(url: str, r: Any, clock: ManualClock) -> None:
+def test_reg_B11_building_a_breaker_never_writes(
+    url: str, r: Any, clock: ManualClock
+) -> None:
     a = shared(url, clock)
     fail(a)
     fail(a)
@@ -67,7 +69,7 @@ def test_building_a_breaker_never_writes(url: str, r: Any, clock: ManualClock) -
     assert (r.hgetall("riprap:{svc}:state"), r.hgetall("riprap:{svc}:window")) == before
 
 
-def test_a_vanished_state_starts_closed_and_is_counted(
+def test_reg_B13_a_vanished_state_starts_closed_and_is_counted(
     url: str, r: Any, clock: ManualClock
 ) -> None:
     a, b = shared(url, clock), shared(url, clock)
@@ -95,7 +97,7 @@ def test_a_vanished_state_starts_closed_and_is_counted(
     assert a.state is CircuitState.OPEN
 
 
-def test_names_are_namespaced(url: str, r: Any, clock: ManualClock) -> None:
+def test_reg_B14_names_are_namespaced(url: str, r: Any, clock: ManualClock) -> None:
     a, other = shared(url, clock), shared(url, clock, name="other")
     fail(a)
     fail(a)

@@ -69,7 +69,9 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("mode", ["local", "fail_open", "fail_closed"])
-def test_limiter_stopped_paused_flushed(private_server: RedisServer, mode: str) -> None:
+def test_reg_D4_F14_limiter_stopped_paused_flushed(
+    private_server: RedisServer, mode: str
+) -> None:
     lim = RateLimiter(
         0.001, 2, name="f", storage=storage(private_server), on_storage_error=mode
     )
@@ -179,7 +181,7 @@ def test_async_calls_do_not_hang_on_a_paused_redis(private_server: RedisServer) 
     assert asyncio.run(main()) <= TIMEOUT + SLACK
 
 
-def test_out_of_memory_is_a_storage_error(private_server: RedisServer) -> None:
+def test_reg_F15_out_of_memory_is_a_storage_error(private_server: RedisServer) -> None:
     client = private_server.client()
     client.config_set("maxmemory-policy", "noeviction")
     client.set("ballast", "x" * 2_000_000)
@@ -191,7 +193,7 @@ def test_out_of_memory_is_a_storage_error(private_server: RedisServer) -> None:
     client.close()
 
 
-def test_a_server_that_refuses_time_in_scripts() -> None:
+def test_reg_D6_a_server_that_refuses_time_in_scripts() -> None:
     with RedisServer("--rename-command", "TIME", "") as server:
         lim = RateLimiter(1, name="t", storage=storage(server))
         with pytest.raises(ValueError, match="use time_source='client'"):

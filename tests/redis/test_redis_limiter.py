@@ -45,7 +45,7 @@ def test_two_objects_with_one_name_share_one_bucket(
     assert not a.try_acquire()
 
 
-def test_the_bucket_is_one_key_holding_the_tat_in_nanoseconds(
+def test_reg_D7_the_bucket_is_one_key_holding_the_tat_in_nanoseconds(
     url: str, r: Any, clock: ManualClock
 ) -> None:
     clock.advance(1000.0)
@@ -400,7 +400,7 @@ def test_prefix_is_configurable(
     assert r.keys("*") == [b"myapp:{n}:gcra"]
 
 
-def test_a_thousand_acquires_in_one_millisecond_are_all_counted(
+def test_reg_D3_a_thousand_acquires_in_one_millisecond_are_all_counted(
     url: str, r: Any, clock: ManualClock
 ) -> None:
     # cameri/nostream#467: members that collide within one millisecond were lost. Here a
@@ -414,7 +414,7 @@ def test_a_thousand_acquires_in_one_millisecond_are_all_counted(
     assert sum(fast.try_acquire() for _ in range(1001)) == 1000
 
 
-def test_local_fraction_scales_the_fallback_only(clock: ManualClock) -> None:
+def test_reg_D9_local_fraction_scales_the_fallback_only(clock: ManualClock) -> None:
     lim = RateLimiter(
         100,
         name="frac",

@@ -63,7 +63,7 @@ def test_four_processes_never_exceed_burst_plus_rate_times_elapsed(
     assert admitted < 4 * n  # and the processes really competed
 
 
-def test_every_key_keeps_a_ttl_when_workers_are_killed_at_random(
+def test_reg_D1_every_key_keeps_a_ttl_when_workers_are_killed_at_random(
     url: str, r: Any
 ) -> None:
     rng = random.Random(20240613)

@@ -4,6 +4,7 @@ primitive passes (one hash tag per script), and the GCRA script at the TTL edges
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -137,3 +138,15 @@ def test_reg_D2_decisions_at_the_ttl_edges(
     assert lim.try_acquire(n) in expected
     assert client.pttl(key) != -1  # a TTL (or gone: -2), never a key that lives forever
     client.close()
+
+
+def test_reg_D8_a_decision_is_O1_whatever_the_burst(r: Any, url: str) -> None:
+    """alisaifee/limits#268: a moving window costs O(limit) per call in Lua and stalls Redis.
+    GCRA stores one number: at burst 10**6 no decision reaches the slow log."""
+    r.config_set("slowlog-log-slower-than", 5000)  # 5 ms; a decision takes ~10 µs
+    r.slowlog_reset()
+    lim = RateLimiter(1, 1e6, name="big", storage=url)
+    assert sum(lim.try_acquire(1000) for _ in range(1000)) == 1000  # the whole burst
+    assert not lim.try_acquire(1000)
+    assert r.slowlog_len() == 0
+    assert r.keys("*") == [b"riprap:{big}:gcra"]
