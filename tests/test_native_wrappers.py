@@ -157,20 +157,19 @@ def test_stacked_wrappers_keep_their_own_policy(clock: ManualClock) -> None:
     ],
     ids=["limiter", "keyed", "breaker"],
 )
-def test_storage_keywords_are_validated_and_storage_is_not_built_yet(
-    make: Callable[..., object],
-) -> None:
-    # on_storage_error= is a keyword of all three; Redis storage is missing.
+def test_storage_keywords_are_validated(make: Callable[..., object]) -> None:
+    # on_storage_error= and time_source= are keywords of all three, checked even without
+    # storage=; building with storage= never connects (tests/redis covers the rest).
     for mode in ("local", "fail_open", "fail_closed", None):
         make(on_storage_error=mode)
     with pytest.raises(ValueError, match="on_storage_error must be one of"):
         make(on_storage_error="fail_sideways")
     with pytest.raises(TypeError, match="on_storage_error must be a str"):
         make(on_storage_error=1)
-    with pytest.raises(
-        NotImplementedError, match="Redis storage is not implemented yet"
-    ):
-        make(storage="redis://127.0.0.1:6379/0")
+    with pytest.raises(ValueError, match="time_source must be one of"):
+        make(time_source="sundial")
+    with pytest.raises(TypeError, match="storage must be a redis:// URL"):
+        make(storage=42)
 
 
 def _every_wrapper(

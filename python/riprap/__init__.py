@@ -54,6 +54,7 @@ from ._fallback_manager import (
 )
 from ._limiter import KeyedRateLimiter, RateLimiter
 from ._pipeline import Pipeline
+from ._redis import RedisStorage
 from ._retry import (
     API_RETRY_POLICY,
     DATABASE_RETRY_POLICY,
@@ -76,6 +77,9 @@ from ._stats import (
     ResultCacheStats,
     RetryBudgetStats,
     RetryStatistics,
+    SharedCircuitBreakerStats,
+    SharedKeyedRateLimiterStats,
+    SharedRateLimiterStats,
 )
 from ._timeout import deadline, timeout
 
@@ -128,6 +132,7 @@ __all__ = [
     "RateLimitExceeded",
     "RateLimiter",
     "RateLimiterStats",
+    "RedisStorage",
     "ResilienceError",
     "ResourceBulkhead",
     "ResultCache",
@@ -139,6 +144,9 @@ __all__ = [
     "RetryPolicy",
     "RetryStatistics",
     "ServiceFallbackManager",
+    "SharedCircuitBreakerStats",
+    "SharedKeyedRateLimiterStats",
+    "SharedRateLimiterStats",
     "TimeoutExceededError",
     "__version__",
     "backend",

@@ -31,7 +31,7 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, Self, TypeVar, cast
 
 from . import _validate as v
 from ._backend import core
@@ -143,6 +143,19 @@ class CircuitBreakerConfig:
         )
 
 
+def _shared_keywords(shared: object, quorum: object, time_source: object) -> None:
+    """`shared=`, `quorum=` and `time_source=`: checked (they matter only with `storage=`)."""
+    from ._redis.quorum import check_quorum  # noqa: PLC0415 - imports no redis
+    from ._redis.shared import time_source as check_time_source  # noqa: PLC0415
+
+    if not isinstance(shared, str):
+        raise TypeError(f"shared must be a str, got {type(shared).__name__}")
+    if shared not in ("state", "quorum"):
+        raise ValueError(f"shared must be one of 'state', 'quorum', got {shared!r}")
+    check_quorum(quorum)
+    check_time_source(time_source)
+
+
 class _Dispatch:
     """The engine's transition hook: logs the transition, then calls the listeners in order."""
 
@@ -202,13 +215,27 @@ class CircuitBreaker:
         name: The breaker's name (in errors, logs, stats and listener calls).
         config: A `CircuitBreakerConfig` (default: `CircuitBreakerConfig()`).
         clock: A `riprap.testing.ManualClock` (default: the monotonic clock).
-        storage: Shared Redis state; not implemented yet.
-        on_storage_error: What to do when the storage fails: "local", "fail_open" or
-            "fail_closed" (used with `storage`).
-
-    Raises:
-        NotImplementedError: `storage` is not None.
+        storage: Keep the breaker in Redis, shared by every process and host that uses the
+            same `name`: a `redis://` URL, a redis-py client or a `riprap.RedisStorage`. See
+            the README's "Shared state on Redis".
+        on_storage_error: What a call does when Redis fails: "local" (default: this
+            process's own breaker decides), "fail_open" (admit) or "fail_closed" (reject with
+            `CircuitOpenError`, the storage error as its `__cause__`).
+        shared: With `storage`: "state" (default: one breaker state for every process) or
+            "quorum" (each process keeps its own breaker and votes; the circuit opens for all
+            only when at least `quorum` of the live processes vote open).
+        quorum: The fraction of live processes, in (0, 1], whose open votes open the circuit
+            for all (default 0.5; "quorum" mode only).
+        time_source: With `storage`: "server" (default: Redis's clock) or "client" (this
+            process's clock, for servers that refuse TIME in scripts).
     """
+
+    def __new__(cls, *_args: Any, storage: object = None, **_kwargs: Any) -> Self:
+        if storage is not None and cls is CircuitBreaker:
+            from ._redis.breaker import SharedCircuitBreaker  # noqa: PLC0415 - optional
+
+            return cast(Self, object.__new__(SharedCircuitBreaker))
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -218,6 +245,9 @@ class CircuitBreaker:
         clock: object = None,
         storage: object = None,
         on_storage_error: str = "local",
+        shared: str = "state",
+        quorum: float = 0.5,
+        time_source: str = "server",
     ) -> None:
         v.required_name(name)
         if config is None:
@@ -227,9 +257,11 @@ class CircuitBreaker:
                 f"config must be a CircuitBreakerConfig, got {type(config).__name__}"
             )
         v.storage_error_mode(on_storage_error)
-        if storage is not None:
-            raise NotImplementedError(
-                "CircuitBreaker(storage=...): Redis storage is not implemented yet"
+        _shared_keywords(shared, quorum, time_source)
+        if storage is not None and not hasattr(self, "_shared"):
+            raise TypeError(
+                f"storage= is supported on riprap.CircuitBreaker, not on "
+                f"{type(self).__name__}"
             )
         self._name = name
         self._config = config

@@ -13,6 +13,9 @@ How a limited call runs:
   Control-flow exceptions pass through untouched; only the reservation is undone.
 * Async waits sleep on the event loop (or on the clock's `asleep`); no loop is captured at
   construction, so one limiter serves any number of loops and threads.
+* With `storage=`, the constructor returns a subclass from `riprap._redis.limiter` whose
+  methods ask Redis first and whose native part is the local fallback. Without it, nothing
+  here runs on a call: `try_acquire` is the core's own method.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast, overload
+from typing import Any, Self, TypeVar, cast, overload
 
 from . import _deadlines as deadlines
 from . import _validate as v
@@ -29,7 +32,7 @@ from ._backend import core
 from ._clock import asleep_fn
 from ._decorate import decorate, native_coroutine_function
 
-__all__ = ["KeyedLimit", "KeyedRateLimiter", "RateLimiter"]
+__all__ = ["KeyedLimit", "KeyedRateLimiter", "RateLimiter", "construct"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,6 +59,27 @@ def _relay(woken: asyncio.Future[None], sleeper: asyncio.Future[object]) -> None
         woken.set_exception(exc)
     else:
         woken.set_result(None)
+
+
+def construct(base: Any, cls: type, *args: Any, **kwargs: Any) -> Any:
+    """`base(*args, **kwargs)` built as an instance of its subclass `cls`, on either backend.
+
+    The native types build themselves in `__new__`, their reference twins in `__init__`; the
+    façade classes below define both (`__init__` does nothing), so this is the one place that
+    knows the difference.
+    """
+    if base.__init__ is object.__init__:
+        return base.__new__(cls, *args, **kwargs)
+    obj: Any = object.__new__(cls)
+    base.__init__(obj, *args, **kwargs)
+    return obj
+
+
+def _shared_keywords(local_fraction: object, time_source: object) -> None:
+    """The Redis-only keywords without `storage=`: checked, then unused."""
+    from ._redis.shared import check_unshared  # noqa: PLC0415 - imports no redis
+
+    check_unshared(local_fraction, time_source)
 
 
 async def _sleep_until_due(limiter: Any, ticket: int, args: tuple[Any, ...]) -> None:
@@ -145,9 +169,18 @@ class RateLimiter(core.RateLimiter):
         on_limit: What `@limiter` and `with limiter:` do without a token: "wait" (default) or
             "raise" `RateLimitExceeded(name, retry_after)` at once.
         clock: A `riprap.testing.ManualClock` (waits then advance it instead of sleeping).
-        storage: Shared (Redis) state: not implemented yet; must be None.
-        on_storage_error: "local" (default), "fail_open" or "fail_closed": what to do when
-            the storage fails. Validated now; it takes effect with `storage`.
+        storage: Keep the bucket in Redis, shared by every process and host that uses the
+            same `name` (required then): a `redis://` URL, a redis-py client or a
+            `riprap.RedisStorage`. See the README's "Shared state on Redis".
+        on_storage_error: What a call does when Redis fails: "local" (default: this
+            process's own bucket decides, at `local_fraction` of the rate), "fail_open"
+            (admit) or "fail_closed" (refuse; the storage error is the `__cause__`).
+        local_fraction: The local fallback's share of `rate` and `burst`, in (0, 1]
+            (default 1.0); set it to 1/N for N processes so an outage does not multiply the
+            fleet's allowance by N.
+        time_source: "server" (default: Redis's own clock decides) or "client" (this
+            process's clock, for servers that refuse TIME in scripts: the hosts' clocks must
+            then agree).
 
     `get_stats()` returns `name`, `rate`, `burst`, and the counters since creation: `admitted`
     (requests granted, at once or after waiting), `rejected` (`try_acquire` returned False, or
@@ -156,6 +189,55 @@ class RateLimiter(core.RateLimiter):
 
     .. versionadded:: 0.1.0
     """
+
+    def __new__(
+        cls,
+        rate: float,
+        burst: float | None = None,
+        *,
+        name: str | None = None,
+        on_limit: str = "wait",
+        clock: Any = None,
+        storage: object = None,
+        on_storage_error: str = "local",
+        local_fraction: float = 1.0,
+        time_source: str = "server",
+    ) -> Self:
+        if storage is not None:
+            from ._redis.limiter import build_limiter  # noqa: PLC0415 - optional
+
+            return cast(
+                Self,
+                build_limiter(
+                    cls,
+                    rate,
+                    burst,
+                    name=name,
+                    on_limit=on_limit,
+                    clock=clock,
+                    storage=storage,
+                    on_storage_error=on_storage_error,
+                    local_fraction=local_fraction,
+                    time_source=time_source,
+                ),
+            )
+        _shared_keywords(local_fraction, time_source)
+        return cast(
+            Self,
+            construct(
+                core.RateLimiter,
+                cls,
+                rate,
+                burst,
+                name=name,
+                on_limit=on_limit,
+                clock=clock,
+                on_storage_error=on_storage_error,
+            ),
+        )
+
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+        """Everything is built in `__new__` (see `construct`)."""
 
     async def acquire_async(self, n: int = 1, timeout: float | None = None) -> None:
         """Take `n` tokens, waiting asynchronously (first come, first served).
@@ -256,15 +338,70 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
         idle_ttl: Seconds after which a key whose bucket is full is forgotten (None: only when
             room is needed).
         clock: A `riprap.testing.ManualClock`.
-        storage: Shared (Redis) state: not implemented yet; must be None.
-        on_storage_error: "local" (default), "fail_open" or "fail_closed": what to do when
-            the storage fails. Validated now; it takes effect with `storage`.
+        storage: Keep the buckets in Redis, shared by every process using the same `name`
+            (see `RateLimiter`); `len()`, `max_keys` and `idle_ttl` then concern the local
+            fallback's table, and each bucket in Redis expires on its own once full.
+        on_storage_error: "local" (default), "fail_open" or "fail_closed" (see `RateLimiter`).
+        local_fraction: The local fallback's share of `rate` and `burst` (see `RateLimiter`).
+        time_source: "server" (default) or "client" (see `RateLimiter`).
 
     `get_stats()` returns what `RateLimiter.get_stats()` does, over all keys, plus `keys` (tracked
     now) and `evicted` (keys forgotten to bound memory since creation).
 
     .. versionadded:: 0.1.0
     """
+
+    def __new__(
+        cls,
+        rate: float,
+        burst: float | None = None,
+        *,
+        name: str | None = None,
+        max_keys: int = 1_000_000,
+        idle_ttl: float | None = None,
+        clock: Any = None,
+        storage: object = None,
+        on_storage_error: str = "local",
+        local_fraction: float = 1.0,
+        time_source: str = "server",
+    ) -> Self:
+        if storage is not None:
+            from ._redis.keyed import build_keyed  # noqa: PLC0415 - optional
+
+            return cast(
+                Self,
+                build_keyed(
+                    cls,
+                    rate,
+                    burst,
+                    name=name,
+                    max_keys=max_keys,
+                    idle_ttl=idle_ttl,
+                    clock=clock,
+                    storage=storage,
+                    on_storage_error=on_storage_error,
+                    local_fraction=local_fraction,
+                    time_source=time_source,
+                ),
+            )
+        _shared_keywords(local_fraction, time_source)
+        return cast(
+            Self,
+            construct(
+                core.KeyedRateLimiter,
+                cls,
+                rate,
+                burst,
+                name=name,
+                max_keys=max_keys,
+                idle_ttl=idle_ttl,
+                clock=clock,
+                on_storage_error=on_storage_error,
+            ),
+        )
+
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+        """Everything is built in `__new__` (see `construct`)."""
 
     async def acquire_async(
         self, key: object, n: int = 1, timeout: float | None = None
@@ -317,6 +454,20 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
         policy = KeyedLimit(self, key, on_limit)
         return policy if func is None else policy(func)
 
+    def _limit_by_key(
+        self, func: Callable[..., Any], key: Callable[..., object], on_limit: str
+    ) -> Any:
+        # What a `KeyedLimit` decorates with; a limiter whose buckets live elsewhere (Redis)
+        # decorates its own way.
+        return decorate(
+            func,
+            "riprap.KeyedRateLimiter",
+            native=lambda g: core.KeyedLimitedCall(
+                g, core.KeyedLimit(self, key, on_limit)
+            ),
+            coroutine=lambda g: _limit_async_keyed(g, self, key, v.on_limit(on_limit)),
+        )
+
 
 class KeyedLimit:
     """A keyed limiter applied with one key function: `limiter(key=...)` returns one.
@@ -342,19 +493,7 @@ class KeyedLimit:
 
     def __call__(self, func: F) -> F:
         """Limit each call of `func` per key (sync or async, methods too)."""
-        return cast(
-            F,
-            decorate(
-                func,
-                "riprap.KeyedRateLimiter",
-                native=lambda g: core.KeyedLimitedCall(
-                    g, core.KeyedLimit(self.limiter, self.key, self.on_limit)
-                ),
-                coroutine=lambda g: _limit_async_keyed(
-                    g, self.limiter, self.key, self._raise
-                ),
-            ),
-        )
+        return cast(F, self.limiter._limit_by_key(func, self.key, self.on_limit))
 
     def __repr__(self) -> str:
         return f"<riprap.KeyedLimit {self.limiter!r} key={self.key!r}>"

@@ -19,6 +19,9 @@ __all__ = [
     "ResultCacheStats",
     "RetryBudgetStats",
     "RetryStatistics",
+    "SharedCircuitBreakerStats",
+    "SharedKeyedRateLimiterStats",
+    "SharedRateLimiterStats",
 ]
 
 
@@ -73,6 +76,54 @@ class KeyedRateLimiterStats(RateLimiterStats):
 
     keys: int
     evicted: int
+
+
+class SharedRateLimiterStats(RateLimiterStats):
+    """`RateLimiter(..., storage=...).get_stats()`: this process's view of a shared limiter.
+
+    The counters count this process's decisions, whoever made them (Redis, or the fallback).
+    `storage`: the server (never its password); `storage_errors`: calls Redis failed to answer;
+    `fallback_decisions`: decisions made without Redis in the "fail_open"/"fail_closed" modes
+    (in "local" mode the local bucket's decisions are in the counters);
+    `local_fraction` and `time_source` as configured.
+    """
+
+    storage: str
+    storage_errors: int
+    fallback_decisions: int
+    local_fraction: float
+    time_source: str
+
+
+class SharedKeyedRateLimiterStats(SharedRateLimiterStats):
+    """`KeyedRateLimiter(..., storage=...).get_stats()`.
+
+    As `SharedRateLimiterStats`, plus the local fallback table's `keys` and `evicted`.
+    """
+
+    keys: int
+    evicted: int
+
+
+class SharedCircuitBreakerStats(CircuitBreakerStats):
+    """`CircuitBreaker(..., storage=...).get_stats()`.
+
+    The shared state and window, with the lifetime totals of this process.
+
+    `storage`, `storage_errors`, `fallback_decisions` as for the limiters; `shared`: "state"
+    or "quorum"; `state_lost`: times this process found the stored state gone (evicted,
+    flushed, or expired after a long idle time) and started it again CLOSED; `quorum_open`
+    and `quorum_live`: in "quorum" mode, the live processes voting open and all live ones
+    (0 in "state" mode).
+    """
+
+    storage: str
+    storage_errors: int
+    fallback_decisions: int
+    shared: str
+    state_lost: int
+    quorum_open: int
+    quorum_live: int
 
 
 class RetryBudgetStats(TypedDict):

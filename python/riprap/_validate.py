@@ -251,10 +251,12 @@ def storage_error_mode(value: object) -> str:
 def no_storage(what: str, storage: object, on_storage_error: object) -> None:
     """`storage=` and `on_storage_error=`: the mode is validated, and storage is refused.
 
-    Redis storage is not built yet, so any `storage` raises NotImplementedError.
+    The core keeps in-process state only; `riprap.RateLimiter(..., storage=...)` builds the
+    shared (Redis) limiter, whose core part is its local fallback.
     """
     storage_error_mode(on_storage_error)
     if storage is not None:
         raise NotImplementedError(
-            f"{what}(storage=...): Redis storage is not implemented yet"
+            f"the core {what} keeps in-process state only: use "
+            f"riprap.{what}(..., storage=...)"
         )

@@ -178,13 +178,16 @@ def test_breaker_arguments_are_checked() -> None:
         CircuitBreaker("x", on_storage_error="ignore")
 
 
-def test_redis_storage_is_not_implemented_yet() -> None:
-    with pytest.raises(
-        NotImplementedError, match="Redis storage is not implemented yet"
-    ):
-        CircuitBreaker("x", storage="redis://localhost:6379/0")
-    with pytest.raises(NotImplementedError):
+def test_storage_keywords_are_checked_without_a_server() -> None:
+    # Building never connects (tests/redis has the shared breaker itself).
+    with pytest.raises(TypeError, match="storage must be a redis:// URL"):
         CircuitBreaker("x", storage=object(), on_storage_error="fail_closed")
+    with pytest.raises(ValueError, match="shared must be one of 'state', 'quorum'"):
+        CircuitBreaker("x", shared="majority")
+    with pytest.raises(ValueError, match=r"quorum must be <= 1\.0, got 1\.5"):
+        CircuitBreaker("x", quorum=1.5)
+    with pytest.raises(ValueError, match="time_source must be one of"):
+        CircuitBreaker("x", time_source="ntp")
 
 
 # -- CLOSED -> OPEN --------------------------------------------------------------------------

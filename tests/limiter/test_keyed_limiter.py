@@ -15,6 +15,7 @@ import pytest
 from helpers import os_threads
 
 from riprap import KeyedRateLimiter, RateLimitExceeded
+from riprap._backend import core
 from riprap.testing import ManualClock
 
 
@@ -107,9 +108,9 @@ def test_invalid_configuration_names_the_field(
         KeyedRateLimiter(10, **kwargs)  # type: ignore[arg-type]
 
 
-def test_storage_is_not_implemented_yet() -> None:
-    with pytest.raises(NotImplementedError, match="KeyedRateLimiter"):
-        KeyedRateLimiter(10, storage="redis://localhost")
+def test_the_core_refuses_storage_and_points_to_the_public_class() -> None:
+    with pytest.raises(NotImplementedError, match=r"use riprap\.KeyedRateLimiter\("):
+        core.KeyedRateLimiter(10, storage="redis://localhost")
 
 
 def test_defaults_and_properties(clock: ManualClock) -> None:

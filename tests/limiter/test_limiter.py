@@ -22,6 +22,7 @@ from helpers import halfway, os_threads, rss_growth, run_threads
 
 import riprap
 from riprap import RateLimiter, RateLimitExceeded
+from riprap._backend import core
 from riprap.testing import ManualClock
 
 NS = 10**9
@@ -241,11 +242,10 @@ def test_invalid_configuration_names_the_field(
         RateLimiter(**kwargs)  # type: ignore[arg-type]
 
 
-def test_storage_is_not_implemented_yet() -> None:
-    with pytest.raises(
-        NotImplementedError, match="Redis storage is not implemented yet"
-    ):
-        RateLimiter(10, storage="redis://localhost:6379/0")
+def test_the_core_refuses_storage_and_points_to_the_public_class() -> None:
+    # Shared state is the public class's job (tests/redis); the core is in-process only.
+    with pytest.raises(NotImplementedError, match=r"use riprap\.RateLimiter\("):
+        core.RateLimiter(10, storage="redis://localhost:6379/0")
 
 
 def test_timeout_validation(clock: ManualClock) -> None:

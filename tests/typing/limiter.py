@@ -42,3 +42,21 @@ async def use() -> int:
         pass
     text: str = fetch(1)
     return len(text) + await afetch(2) + len(handle("a", "/"))
+
+
+# Shared state on Redis (never connected: this file is only type-checked).
+shared = riprap.RateLimiter(
+    100.0,
+    name="api",
+    storage="redis://localhost:6379/0",
+    on_storage_error="local",
+    local_fraction=0.25,
+    time_source="server",
+)
+keyed_shared = riprap.KeyedRateLimiter(
+    5.0, name="per-client", storage=riprap.RedisStorage("redis://localhost/0")
+)
+breaker = riprap.CircuitBreaker(
+    "payments", storage="redis://localhost/0", shared="quorum", quorum=0.5
+)
+shared_stats: riprap.RateLimiterStats = shared.get_stats()

@@ -193,7 +193,9 @@ pub(crate) fn raises(v: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
 }
 
 /// `storage=` and `on_storage_error=` ("local", "fail_open" or "fail_closed"). The mode is
-/// validated now; Redis storage itself is not built yet, so any `storage` is refused.
+/// validated; `storage` is refused: the core keeps in-process state only, and shared (Redis)
+/// state is the public class's job (`riprap.RateLimiter(..., storage=...)` builds a subclass
+/// whose native part is its local fallback).
 pub(crate) fn no_storage(
     what: &str,
     storage: Option<&Bound<'_, PyAny>>,
@@ -208,7 +210,7 @@ pub(crate) fn no_storage(
     }
     match given(storage) {
         Some(_) => Err(pyo3::exceptions::PyNotImplementedError::new_err(format!(
-            "{what}(storage=...): Redis storage is not implemented yet"
+            "the core {what} keeps in-process state only: use riprap.{what}(..., storage=...)"
         ))),
         None => Ok(()),
     }
