@@ -22,8 +22,8 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast, overload
 
+from . import _registry, testing
 from . import _validate as v
-from . import testing
 from ._backend import core
 from ._clock import asleep_fn
 from ._decorate import decorate, native_coroutine_function
@@ -33,6 +33,11 @@ __all__ = ["KeyedRateLimiter", "RateLimiter"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _STOCK_ASLEEP = testing.ManualClock.asleep
+
+# The Rust classes are built by `__new__`; their reference twins by `__init__`, which the façade
+# subclasses must then call.
+_LIMITER_INIT: Any = core.RateLimiter.__init__
+_KEYED_INIT: Any = core.KeyedRateLimiter.__init__
 
 
 def _instant(clock: object) -> bool:
@@ -136,8 +141,36 @@ class RateLimiter(core.RateLimiter):
     `RateLimitExceeded` was raised), `waited` (granted requests that waited first). A cancelled
     waiter counts in none of them.
 
+    A named limiter is visible to `riprap.ResilienceMonitor` and `riprap.metrics` while it lives;
+    an unnamed one is not.
+
     .. versionadded:: 0.1.0
     """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        name: str | None = None,
+        on_limit: str = "wait",
+        clock: object = None,
+        storage: object = None,
+        on_storage_error: str | None = None,
+    ) -> None:
+        if _LIMITER_INIT is not object.__init__:
+            _LIMITER_INIT(
+                self,
+                rate,
+                burst,
+                name=name,
+                on_limit=on_limit,
+                clock=clock,
+                storage=storage,
+                on_storage_error=on_storage_error,
+            )
+        if name is not None:
+            _registry.track(_registry.RATE_LIMITER, self, name)
 
     async def acquire_async(self, n: int = 1, timeout: float | None = None) -> None:
         """Take `n` tokens, waiting asynchronously (first come, first served).
@@ -243,10 +276,39 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
             the storage fails. Validated now; it takes effect with `storage`.
 
     `get_stats()` returns what `RateLimiter.get_stats()` does, over all keys, plus `keys` (tracked
-    now) and `evicted` (keys forgotten to bound memory since creation).
+    now) and `evicted` (keys forgotten to bound memory since creation). A named keyed limiter is
+    visible to `riprap.ResilienceMonitor` and `riprap.metrics` as one limiter (its totals over
+    all keys: never one series per key).
 
     .. versionadded:: 0.1.0
     """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        name: str | None = None,
+        max_keys: int = 1_000_000,
+        idle_ttl: float | None = None,
+        clock: object = None,
+        storage: object = None,
+        on_storage_error: str | None = None,
+    ) -> None:
+        if _KEYED_INIT is not object.__init__:
+            _KEYED_INIT(
+                self,
+                rate,
+                burst,
+                name=name,
+                max_keys=max_keys,
+                idle_ttl=idle_ttl,
+                clock=clock,
+                storage=storage,
+                on_storage_error=on_storage_error,
+            )
+        if name is not None:
+            _registry.track(_registry.RATE_LIMITER, self, name)
 
     async def acquire_async(
         self, key: object, n: int = 1, timeout: float | None = None

@@ -15,6 +15,7 @@ __all__ = [
     "KeyedRateLimiterStats",
     "RateLimiterStats",
     "RetryBudgetStats",
+    "RetryCountersSnapshot",
     "RetryStatistics",
 ]
 
@@ -105,3 +106,22 @@ class RetryStatistics(TypedDict):
     max_attempt_time: float
     min_attempt_time: float
     success_rate: float
+
+
+class RetryCountersSnapshot(TypedDict):
+    """`RetryCounters.snapshot()`: what one retried operation did, since the process started.
+
+    `attempts[i]` counts finished attempts number `i + 1` (the last entry: every attempt from the
+    tenth on); `successes` and `failures` count calls by their final outcome (a failure: retries
+    ran out or were refused, the error was not retryable, or a hook raised; a call cut short by a
+    control-flow exception is in neither). `buckets` are timed calls per duration bucket (not
+    cumulative; bounds in `RetryCounters.duration_bounds`, then an unbounded one), `sum` their
+    total seconds and `count` their number.
+    """
+
+    attempts: list[int]
+    successes: int
+    failures: int
+    buckets: list[int]
+    sum: float
+    count: int

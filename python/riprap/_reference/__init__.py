@@ -23,6 +23,7 @@ from ._clock import ManualClock, monotonic
 from ._keyed import KeyedLimit, KeyedLimitedCall, KeyedRateLimiter
 from ._limiter import LimitedAsyncCall, LimitedCall, RateLimiter
 from ._retry import RetryAsyncCall, RetryCall, RetryEngine, RetrySchedule
+from ._retry_counters import RetryCounters
 from ._rng import Rng, note_fork
 
 try:
@@ -50,6 +51,7 @@ __all__ = [
     "RetryAsyncCall",
     "RetryBudget",
     "RetryCall",
+    "RetryCounters",
     "RetryEngine",
     "RetrySchedule",
     "Rng",
