@@ -35,6 +35,7 @@ PUBLIC_NAMES_SO_FAR = {
     "RateLimitExceeded",
     "RateLimiter",
     "ResilienceError",
+    "ResilienceMonitor",
     "RetryBudget",
     "RetryDecorator",
     "RetryManager",

@@ -1,7 +1,9 @@
 """riprap: resilience policies for Python with a Rust core.
 
 Retry with backoff and jitter, retry budgets and adaptive backoff, and token-bucket rate limiters
-(single and keyed), built on state machines written in Rust (`riprap._core`).
+(single and keyed), built on state machines written in Rust (`riprap._core`); a
+`ResilienceMonitor` (health score, alerts, report) over every named primitive, Prometheus
+metrics read at scrape time (`riprap.metrics.register()`) and `riprap serve` (a live dashboard).
 `RIPRAP_BACKEND=python` runs everything on the pure-Python reference (`riprap._reference`)
 instead; `riprap.backend()` says which one is active.
 
@@ -33,6 +35,7 @@ from ._errors import (
     TimeoutExceededError,
 )
 from ._limiter import KeyedRateLimiter, RateLimiter
+from ._monitor import ResilienceMonitor
 from ._retry import (
     API_RETRY_POLICY,
     DATABASE_RETRY_POLICY,
@@ -51,6 +54,7 @@ from ._stats import (
     KeyedRateLimiterStats,
     RateLimiterStats,
     RetryBudgetStats,
+    RetryCountersSnapshot,
     RetryStatistics,
 )
 
@@ -91,8 +95,10 @@ __all__ = [
     "RateLimiter",
     "RateLimiterStats",
     "ResilienceError",
+    "ResilienceMonitor",
     "RetryBudget",
     "RetryBudgetStats",
+    "RetryCountersSnapshot",
     "RetryDecorator",
     "RetryManager",
     "RetryPolicy",

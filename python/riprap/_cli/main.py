@@ -1,4 +1,4 @@
-"""The `riprap` command: `demo`, `bench` (and `dlq`, `serve`, not built yet)."""
+"""The `riprap` command: `demo`, `bench`, `serve` (and `dlq`, not built yet)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ commands:
           (tenacity, stamina, backoff, pybreaker, circuitbreaker, aiobreaker, purgatory,
           limits, pyrate-limiter, aiolimiter) and print the comparison tables
   dlq     inspect and replay the dead-letter queue: not implemented yet
-  serve   serve /metrics, /health and a dashboard: not implemented yet
+  serve   serve /metrics (Prometheus), /health (JSON) and a live dashboard page for the
+          primitives of this process (--demo runs the demo workload so there is something
+          to watch); binds 127.0.0.1 unless --host says otherwise
 """
 
 #: Commands that are planned but not built yet, and what each would serve.
 NOT_YET = {
     "dlq": "the dead-letter queue",
-    "serve": "the metrics endpoint and dashboard",
 }
 
 
@@ -60,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
         "--no-python-backend",
         action="store_true",
         help="skip measuring the pure-Python reference backend (a child process)",
+    )
+    serve = sub.add_parser(
+        "serve", help="serve /metrics, /health and a live dashboard (read-only)"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=9108, help="port (default 9108; 0: any free port)"
+    )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="run the demo workload in the background, so there is something to watch",
     )
     for name, what in NOT_YET.items():
         sub.add_parser(name, help=f"{what}: not implemented yet")
@@ -99,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         return run(quick=args.quick, seed=args.seed, calls=args.calls)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "serve":
+        from .serve import run as serve
+
+        return serve(host=args.host, port=args.port, demo=args.demo)
     if args.command in NOT_YET:
         print(
             f"riprap {args.command}: {NOT_YET[args.command]} is not implemented yet",

@@ -124,6 +124,6 @@ class RetryCounters:
                 "successes": self._first_successes + self._retried_successes,
                 "failures": self._failures,
                 "buckets": buckets,
-                "sum": self._sum_nanos / 1e9,
+                "sum": float(self._sum_nanos) / 1e9,  # as the core: to float, then divide
                 "count": sum(buckets),
             }
