@@ -47,11 +47,13 @@ def test_demo_runs_and_reports(capsys: object) -> None:
 
 
 def test_bench_json_measures_riprap(capsys: object, monkeypatch: object) -> None:
-    from riprap._cli.bench import cases, limiter
+    from riprap._cli.bench import cases, limiter, monitor
 
     # The keyed cases build a million keys; a thousand show the same plumbing quickly.
     monkeypatch.setattr(limiter, "KEYS", 1000)  # type: ignore[attr-defined]
     monkeypatch.setattr(limiter, "PEER_KEYS", 1000)  # type: ignore[attr-defined]
+    # A scrape of 1,000 primitives takes milliseconds; 40 go through the same code.
+    monkeypatch.setattr(monitor, "SCRAPED", 40)  # type: ignore[attr-defined]
     assert main(["bench", "--quick", "--json", "--only", "riprap,hand-rolled"]) == 0
     rows = json.loads(capsys.readouterr().out)  # type: ignore[attr-defined]
     measured = {(r["case"], r["impl"]) for r in rows}

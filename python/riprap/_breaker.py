@@ -143,9 +143,7 @@ class CircuitBreakerConfig:
 
 
 class _Dispatch:
-    """The engine's transition hook: logs and counts the transition, then calls the listeners in
-    order.
-    """
+    """The engine's transition hook: logs and counts a transition, then calls the listeners."""
 
     __slots__ = ("label", "listeners", "name", "transitions")
 

@@ -78,8 +78,10 @@ class Rng:
 
 @final
 class RetryCounters:
-    """Attempts by number, final successes and failures, and a duration histogram (when timing is
-    on) of one retried operation.
+    """The counters of one retried operation.
+
+    Attempts by number, final successes and failures, and a duration histogram (when timing is
+    on).
     """
 
     duration_bounds: list[float]
@@ -207,8 +209,10 @@ class RetryEngine:
     def counters(self) -> RetryCounters | None:
         """The operation's counters (None: this engine counts nothing)."""
     def start(self) -> float | None:
-        """Starts a retried call: budget deposit, and the start time when a deadline or the
-        duration histogram needs it."""
+        """Starts a retried call: budget deposit, and the start time if anything needs it.
+
+        A deadline or the duration histogram does.
+        """
     @property
     def needs_start(self) -> bool:
         """Whether `start()` does anything now (a budget, a deadline, or timing is on)."""

@@ -185,7 +185,9 @@ def _dead_letters(snap: Any, max_series: int, out: dict[str, Family]) -> int:
     return len(rest)
 
 
-def _retries(snap: Any, max_series: int, out: dict[str, Family], bounds: list[float]) -> int:
+def _retries(
+    snap: Any, max_series: int, out: dict[str, Family], bounds: list[float]
+) -> int:
     head, rest = _capped(snap.retries, max_series)
     rows = [(op, s) for op, s in head]
     if rest:
@@ -212,10 +214,14 @@ def _retries(snap: Any, max_series: int, out: dict[str, Family], bounds: list[fl
 
 def _summed_retries(rest: list[Any]) -> dict[str, Any]:
     return {
-        "attempts": [sum(col) for col in zip(*(s["attempts"] for s in rest), strict=True)],
+        "attempts": [
+            sum(col) for col in zip(*(s["attempts"] for s in rest), strict=True)
+        ],
         "successes": sum(s["successes"] for s in rest),
         "failures": sum(s["failures"] for s in rest),
-        "buckets": [sum(col) for col in zip(*(s["buckets"] for s in rest), strict=True)],
+        "buckets": [
+            sum(col) for col in zip(*(s["buckets"] for s in rest), strict=True)
+        ],
         "sum": sum(s["sum"] for s in rest),
         "count": sum(s["count"] for s in rest),
     }
@@ -227,15 +233,31 @@ def _le(bound: float) -> str:
 
 #: Every family: name (without `_total`), type, help.
 FAMILIES: tuple[tuple[str, str, str], ...] = (
-    ("circuit_breaker_state", "gauge", "1 for the state each circuit breaker is in, else 0"),
-    ("circuit_breaker_failures", "counter", "Calls a circuit breaker counted as failures"),
+    (
+        "circuit_breaker_state",
+        "gauge",
+        "1 for the state each circuit breaker is in, else 0",
+    ),
+    (
+        "circuit_breaker_failures",
+        "counter",
+        "Calls a circuit breaker counted as failures",
+    ),
     ("circuit_breaker_calls", "counter", "Calls a circuit breaker decided, by outcome"),
     ("circuit_breaker_failure_rate", "gauge", "Failure rate of a breaker's window"),
     ("circuit_breaker_transitions", "counter", "Circuit breaker state transitions"),
-    ("retry_attempts", "counter", "Finished attempts of retried calls, by attempt number"),
+    (
+        "retry_attempts",
+        "counter",
+        "Finished attempts of retried calls, by attempt number",
+    ),
     ("retry_success", "counter", "Retried calls that finally succeeded"),
     ("retry_failures", "counter", "Retried calls that finally failed"),
-    ("retry_duration_seconds", "histogram", "Duration of retried calls, sleeps included"),
+    (
+        "retry_duration_seconds",
+        "histogram",
+        "Duration of retried calls, sleeps included",
+    ),
     ("bulkhead_active_calls", "gauge", "Calls holding a bulkhead slot"),
     ("bulkhead_queued_calls", "gauge", "Calls waiting for a bulkhead slot"),
     ("bulkhead_rejected_calls", "counter", "Calls a bulkhead rejected"),
@@ -244,7 +266,11 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("rate_limiter_rejected", "counter", "Requests a rate limiter refused"),
     ("rate_limiter_waited", "counter", "Granted requests that waited first"),
     ("rate_limiter_keys", "gauge", "Keys a keyed rate limiter tracks"),
-    ("fallback_calls", "counter", "Calls of a fallback strategy, by what answered them"),
+    (
+        "fallback_calls",
+        "counter",
+        "Calls of a fallback strategy, by what answered them",
+    ),
     ("result_cache_hits", "counter", "Result cache hits"),
     ("result_cache_misses", "counter", "Result cache misses"),
     ("result_cache_evictions", "counter", "Entries evicted to make room"),
@@ -252,7 +278,11 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("result_cache_entries", "gauge", "Entries in a result cache"),
     ("dead_letter_entries", "gauge", "Entries in a dead-letter queue"),
     ("dead_letter_dropped", "counter", "Dead letters dropped by retention, by reason"),
-    ("riprap_metrics_overflow", "gauge", "Primitives past the series cap, summed as __overflow__"),
+    (
+        "riprap_metrics_overflow",
+        "gauge",
+        "Primitives past the series cap, summed as __overflow__",
+    ),
 )
 
 
@@ -286,11 +316,15 @@ def families(snap: Any, *, max_series: int, bounds: list[float]) -> list[Family]
 
 
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
 
 
 def _value(v: float) -> str:
-    if math.isnan(v):
+    if v == 0.0:
+        return "0.0"
+    if v != v:  # noqa: PLR0124 - NaN
         return "NaN"
     if math.isinf(v):
         return "+Inf" if v > 0 else "-Inf"
@@ -300,13 +334,16 @@ def _value(v: float) -> str:
 def render_text(fams: Iterable[Family]) -> str:
     """The Prometheus text exposition format (version 0.0.4) of `fams`."""
     lines = []
+    texts: dict[Labels, str] = {}  # most label sets repeat across families
     for f in fams:
         shown = f"{f.name}_total" if f.kind == "counter" else f.name
         help_text = f.help.replace("\\", "\\\\").replace("\n", "\\n")
         lines.append(f"# HELP {shown} {help_text}")
         lines.append(f"# TYPE {shown} {f.kind}")
         for suffix, labels, value in f.samples:
-            body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-            label_text = "{" + body + "}" if body else ""
+            label_text = texts.get(labels)
+            if label_text is None:
+                body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+                label_text = texts[labels] = "{" + body + "}" if body else ""
             lines.append(f"{f.name}{suffix}{label_text} {_value(value)}")
     return "\n".join(lines) + "\n" if lines else ""

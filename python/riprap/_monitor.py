@@ -34,6 +34,7 @@ from typing import Any
 
 from . import _registry
 from ._breaker_registry import CircuitBreakerMonitor
+from ._report import render
 from ._stats import CircuitBreakerStats, RetryCountersSnapshot
 
 __all__ = ["ResilienceMonitor", "Snapshot", "health_status", "take_snapshot"]
@@ -65,8 +66,10 @@ def _stats_of(kind: str) -> dict[str, Any]:
     for label, obj in _registry.live(kind):
         try:
             out[label] = obj.get_stats()
-        except Exception:  # noqa: BLE001 - one broken primitive must not break the snapshot
-            logger.debug("monitor: get_stats() of %s %r failed", kind, label, exc_info=True)
+        except Exception:
+            logger.debug(
+                "monitor: get_stats() of %s %r failed", kind, label, exc_info=True
+            )
     return out
 
 
@@ -92,7 +95,7 @@ def take_snapshot() -> Snapshot:
 
 
 def health_status(score: float) -> str:
-    """"healthy" above 0.8, "degraded" above 0.6, "critical" otherwise."""
+    """The status of a health score: "healthy" above 0.8, "degraded" above 0.6, else "critical"."""
     if score > 0.8:
         return "healthy"
     if score > 0.6:
@@ -301,13 +304,13 @@ class ResilienceMonitor:
         """A human-readable report of `collect_resilience_metrics()`."""
         return self.report(self.snapshot())
 
-    def report(self, metrics: Mapping[str, Any] | None = None, *, limit: int = 20) -> str:
+    def report(
+        self, metrics: Mapping[str, Any] | None = None, *, limit: int = 20
+    ) -> str:
         """The text of `generate_resilience_report()`, without an event loop.
 
         Args:
             metrics: What `snapshot()` returned (default: take a snapshot now).
             limit: The most rows printed per section.
         """
-        from ._report import render
-
         return render(metrics if metrics is not None else self.snapshot(), limit=limit)

@@ -199,8 +199,10 @@ def live(kind: str) -> list[tuple[str, Any]]:
 def note_transition(
     label: str, old: str, new: str, counts: dict[tuple[str, str], int]
 ) -> None:
-    """A breaker labelled `label` went from `old` to `new`: count it in `counts` (the breaker's
-    own, under this module's lock) and remember it, with the wall time, for the dashboard.
+    """Count a breaker's transition and remember it for the dashboard.
+
+    The breaker labelled `label` went from `old` to `new`: the transition is counted in
+    `counts` (the breaker's own, under this module's lock) and kept, with the wall time.
     """
     _REGISTRY.note_transition(label, old, new, counts)
 

@@ -64,7 +64,9 @@ class ResilienceCollector(Collector):
 
     def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES) -> None:
         if isinstance(max_series, bool) or not isinstance(max_series, int):
-            raise TypeError(f"max_series must be an int, got {type(max_series).__name__}")
+            raise TypeError(
+                f"max_series must be an int, got {type(max_series).__name__}"
+            )
         if max_series < 1:
             raise ValueError(f"max_series must be >= 1, got {max_series!r}")
         self.max_series = max_series

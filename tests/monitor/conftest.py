@@ -18,4 +18,4 @@ from riprap import _registry
 def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A registry of this test's own (restored afterwards)."""
     monkeypatch.setattr(_registry, "_REGISTRY", _registry._Registry())
-    yield
+    return

@@ -106,7 +106,9 @@ def dump_dom(browser: str, url: str) -> str:
     return proc.stdout
 
 
-def test_the_page_shows_breakers_states_and_alerts(url: str, clock: ManualClock) -> None:
+def test_the_page_shows_breakers_states_and_alerts(
+    url: str, clock: ManualClock
+) -> None:
     browser = chromium()
     payments = riprap.CircuitBreaker(
         "payments", riprap.CircuitBreakerConfig(timeout=10_000.0), clock=clock

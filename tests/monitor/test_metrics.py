@@ -34,7 +34,9 @@ def scrape(reg: CollectorRegistry) -> dict[str, list[Sample]]:
     }
 
 
-def value(fams: dict[str, list[Sample]], family: str, sample: str, **labels: str) -> float:
+def value(
+    fams: dict[str, list[Sample]], family: str, sample: str, **labels: str
+) -> float:
     want = tuple(sorted(labels.items()))
     (found,) = [v for name, lab, v in fams[family] if name == sample and lab == want]
     return found
@@ -69,12 +71,18 @@ def test_reg_M1_T45_many_breakers_make_one_family_each(
             raise ConnectionError
     second = scrape(registry)
     for name, lab, v in first["circuit_breaker_calls"]:
-        (after,) = [w for n, lb, w in second["circuit_breaker_calls"] if (n, lb) == (name, lab)]
+        (after,) = [
+            w for n, lb, w in second["circuit_breaker_calls"] if (n, lb) == (name, lab)
+        ]
         assert after >= v  # counters never go down while their breaker lives
-    assert value(second, "circuit_breaker_failures", "circuit_breaker_failures_total", name="b3")
+    assert value(
+        second, "circuit_breaker_failures", "circuit_breaker_failures_total", name="b3"
+    )
     del breakers, b
     gc.collect()
-    assert "circuit_breaker_state" not in scrape(registry)  # dropped: gone from the metrics
+    assert "circuit_breaker_state" not in scrape(
+        registry
+    )  # dropped: gone from the metrics
 
 
 def test_two_breakers_with_one_name_are_two_series(
@@ -85,9 +93,19 @@ def test_two_breakers_with_one_name_are_two_series(
     second = riprap.CircuitBreaker("db", clock=clock)
     second.force_open()
     fams = scrape(registry)  # prometheus_client would raise on a duplicated series
-    assert value(fams, "circuit_breaker_state", "circuit_breaker_state", name="db", state="closed")
     assert value(
-        fams, "circuit_breaker_state", "circuit_breaker_state", name="db#2", state="open"
+        fams,
+        "circuit_breaker_state",
+        "circuit_breaker_state",
+        name="db",
+        state="closed",
+    )
+    assert value(
+        fams,
+        "circuit_breaker_state",
+        "circuit_breaker_state",
+        name="db#2",
+        state="open",
     )
     assert first.name == second.name
 
@@ -97,7 +115,9 @@ def test_states_transitions_and_failure_rate(
 ) -> None:
     metrics.register(registry)
     b = riprap.CircuitBreaker(
-        "api", riprap.CircuitBreakerConfig(failure_threshold=2, timeout=1.0), clock=clock
+        "api",
+        riprap.CircuitBreakerConfig(failure_threshold=2, timeout=1.0),
+        clock=clock,
     )
     for _ in range(2):
         with pytest.raises(ConnectionError), b:
@@ -106,12 +126,34 @@ def test_states_transitions_and_failure_rate(
         pass
     clock.advance(1.0)
     fams = scrape(registry)
-    assert value(fams, "circuit_breaker_state", "circuit_breaker_state", name="api", state="half_open")
-    moves = {dict(lab)["to_state"]: v for _, lab, v in fams["circuit_breaker_transitions"]}
+    assert value(
+        fams,
+        "circuit_breaker_state",
+        "circuit_breaker_state",
+        name="api",
+        state="half_open",
+    )
+    moves = {
+        dict(lab)["to_state"]: v for _, lab, v in fams["circuit_breaker_transitions"]
+    }
     assert moves == {"open": 1.0, "half_open": 1.0}
     calls = {dict(lab)["outcome"]: v for _, lab, v in fams["circuit_breaker_calls"]}
-    assert calls == {"success": 0, "failure": 2, "ignored": 0, "cancelled": 0, "rejected": 1}
-    assert value(fams, "circuit_breaker_failure_rate", "circuit_breaker_failure_rate", name="api") == 1.0
+    assert calls == {
+        "success": 0,
+        "failure": 2,
+        "ignored": 0,
+        "cancelled": 0,
+        "rejected": 1,
+    }
+    assert (
+        value(
+            fams,
+            "circuit_breaker_failure_rate",
+            "circuit_breaker_failure_rate",
+            name="api",
+        )
+        == 1.0
+    )
 
 
 def test_limiters_one_series_per_name_never_per_key(
@@ -126,13 +168,26 @@ def test_limiters_one_series_per_name_never_per_key(
         keyed.try_acquire(str(key))
     fams = scrape(registry)
     assert len(fams["rate_limiter_admitted"]) == 2
-    assert value(fams, "rate_limiter_admitted", "rate_limiter_admitted_total", name="api") == 1
-    assert value(fams, "rate_limiter_rejected", "rate_limiter_rejected_total", name="api") == 1
-    assert value(fams, "rate_limiter_admitted", "rate_limiter_admitted_total", name="per_ip") == 500
+    assert (
+        value(fams, "rate_limiter_admitted", "rate_limiter_admitted_total", name="api")
+        == 1
+    )
+    assert (
+        value(fams, "rate_limiter_rejected", "rate_limiter_rejected_total", name="api")
+        == 1
+    )
+    assert (
+        value(
+            fams, "rate_limiter_admitted", "rate_limiter_admitted_total", name="per_ip"
+        )
+        == 500
+    )
     assert value(fams, "rate_limiter_keys", "rate_limiter_keys", name="per_ip") == 500
 
 
-def test_retry_families_and_histogram(registry: CollectorRegistry, clock: ManualClock) -> None:
+def test_retry_families_and_histogram(
+    registry: CollectorRegistry, clock: ManualClock
+) -> None:
     metrics.register(registry)  # turns the duration histogram on
     fail = [1]
 
@@ -148,8 +203,14 @@ def test_retry_families_and_histogram(registry: CollectorRegistry, clock: Manual
     fetch()
     fams = scrape(registry)
     op = riprap._decorate.name_of(fetch)
-    assert value(fams, "retry_attempts", "retry_attempts_total", operation=op, attempt="1") == 2
-    assert value(fams, "retry_attempts", "retry_attempts_total", operation=op, attempt="2") == 1
+    assert (
+        value(fams, "retry_attempts", "retry_attempts_total", operation=op, attempt="1")
+        == 2
+    )
+    assert (
+        value(fams, "retry_attempts", "retry_attempts_total", operation=op, attempt="2")
+        == 1
+    )
     assert value(fams, "retry_success", "retry_success_total", operation=op) == 2
     assert value(fams, "retry_failures", "retry_failures_total", operation=op) == 0
     hist = "retry_duration_seconds"
@@ -177,7 +238,13 @@ def test_contract_bulkhead_fallback_cache_and_dead_letter_families(
             exhausted=1,
         ),
         FakePrimitive(
-            _registry.RESULT_CACHE, "users", hits=4, misses=2, evictions=1, expirations=0, size=3
+            _registry.RESULT_CACHE,
+            "users",
+            hits=4,
+            misses=2,
+            evictions=1,
+            expirations=0,
+            size=3,
         ),
         FakePrimitive(
             _registry.DEAD_LETTER_QUEUE,
@@ -188,22 +255,64 @@ def test_contract_bulkhead_fallback_cache_and_dead_letter_families(
         ),
     ]
     fams = scrape(registry)
-    assert value(fams, "bulkhead_active_calls", "bulkhead_active_calls", resource="database") == 3
-    assert value(fams, "bulkhead_queued_calls", "bulkhead_queued_calls", resource="database") == 2
-    assert value(
-        fams, "bulkhead_rejected_calls", "bulkhead_rejected_calls_total", resource="database"
-    ) == 7
-    assert value(
-        fams, "bulkhead_utilization_ratio", "bulkhead_utilization_ratio", resource="database"
-    ) == 0.75
+    assert (
+        value(
+            fams, "bulkhead_active_calls", "bulkhead_active_calls", resource="database"
+        )
+        == 3
+    )
+    assert (
+        value(
+            fams, "bulkhead_queued_calls", "bulkhead_queued_calls", resource="database"
+        )
+        == 2
+    )
+    assert (
+        value(
+            fams,
+            "bulkhead_rejected_calls",
+            "bulkhead_rejected_calls_total",
+            resource="database",
+        )
+        == 7
+    )
+    assert (
+        value(
+            fams,
+            "bulkhead_utilization_ratio",
+            "bulkhead_utilization_ratio",
+            resource="database",
+        )
+        == 0.75
+    )
     answered = {dict(lab)["answered_by"]: v for _, lab, v in fams["fallback_calls"]}
-    assert answered == {"primary": 5, "fallback": 2, "cache": 1, "default": 0, "exhausted": 1}
-    assert value(fams, "result_cache_hits", "result_cache_hits_total", name="users") == 4
-    assert value(fams, "result_cache_entries", "result_cache_entries", name="users") == 3
-    assert value(fams, "dead_letter_entries", "dead_letter_entries", queue="dlq.sqlite3") == 6
-    assert value(
-        fams, "dead_letter_dropped", "dead_letter_dropped_total", queue="dlq.sqlite3", reason="max_age"
-    ) == 1
+    assert answered == {
+        "primary": 5,
+        "fallback": 2,
+        "cache": 1,
+        "default": 0,
+        "exhausted": 1,
+    }
+    assert (
+        value(fams, "result_cache_hits", "result_cache_hits_total", name="users") == 4
+    )
+    assert (
+        value(fams, "result_cache_entries", "result_cache_entries", name="users") == 3
+    )
+    assert (
+        value(fams, "dead_letter_entries", "dead_letter_entries", queue="dlq.sqlite3")
+        == 6
+    )
+    assert (
+        value(
+            fams,
+            "dead_letter_dropped",
+            "dead_letter_dropped_total",
+            queue="dlq.sqlite3",
+            reason="max_age",
+        )
+        == 1
+    )
     assert len(keep) == 4
 
 
@@ -224,9 +333,15 @@ def test_series_past_the_cap_are_summed_as_overflow(
         if dict(lab)["name"] == _registry.OVERFLOW
     }
     assert over == {"closed": 1, "open": 2, "half_open": 0}
-    assert value(
-        fams, "riprap_metrics_overflow", "riprap_metrics_overflow", kind="circuit_breaker"
-    ) == 3
+    assert (
+        value(
+            fams,
+            "riprap_metrics_overflow",
+            "riprap_metrics_overflow",
+            kind="circuit_breaker",
+        )
+        == 3
+    )
 
 
 def test_bad_caps_are_refused() -> None:

@@ -17,7 +17,9 @@ from riprap.testing import ManualClock
 
 
 def breaker(name: str, clock: ManualClock, **fields: Any) -> riprap.CircuitBreaker:
-    return riprap.CircuitBreaker(name, riprap.CircuitBreakerConfig(**fields), clock=clock)
+    return riprap.CircuitBreaker(
+        name, riprap.CircuitBreakerConfig(**fields), clock=clock
+    )
 
 
 def retried_op(name: str, outcomes: list[bool], clock: ManualClock) -> None:
@@ -75,7 +77,8 @@ def test_health_is_the_mean_of_three_parts(clock: ManualClock) -> None:
     assert health["retry_health"] == pytest.approx(0.75)
     assert health["score"] == pytest.approx((0.8 + 0.7 + 0.75) / 3)
     assert health["status"] == "degraded"
-    assert breakers and fakes
+    assert breakers
+    assert fakes
 
 
 def test_every_breaker_open_is_critical(clock: ManualClock) -> None:
@@ -99,14 +102,16 @@ def test_alert_when_a_breaker_stays_open_too_long(clock: ManualClock) -> None:
     assert alert["type"] == "circuit_breaker_open"
     assert alert["circuit_breaker"] == "payments"
     assert alert["duration"] == pytest.approx(300.5)
-    assert alert["message"] == "Circuit breaker 'payments' has been open for 300.5 seconds"
+    assert (
+        alert["message"] == "Circuit breaker 'payments' has been open for 300.5 seconds"
+    )
 
 
 def test_alert_on_a_high_failure_rate(clock: ManualClock) -> None:
     b = breaker("search", clock, failure_threshold=100, minimum_calls=100)
 
     def call(ok: bool) -> None:
-        with pytest.raises(ConnectionError) if not ok else _nothing():  # noqa: PT012
+        with pytest.raises(ConnectionError) if not ok else _nothing():
             with b:
                 if not ok:
                     raise ConnectionError
@@ -152,7 +157,9 @@ def test_alert_thresholds_can_be_changed_and_unknown_ones_are_refused() -> None:
         riprap.ResilienceMonitor(alert_thresholds={"bulkhead_saturation": 0.5})
 
 
-def test_collect_resilience_metrics_shape_and_wall_clock_timestamp(clock: ManualClock) -> None:
+def test_collect_resilience_metrics_shape_and_wall_clock_timestamp(
+    clock: ManualClock,
+) -> None:
     clock.advance(5.0)  # the breakers' clock is not the timestamp's
     b = breaker("payments", clock)
     before = time.time()
@@ -184,7 +191,10 @@ def test_it_sees_registry_made_and_direct_breakers_and_forgets_dropped_ones(
     registry.get_breaker("made", clock=clock)
     direct = breaker("direct", clock)
     monitor = riprap.ResilienceMonitor()
-    assert list(monitor.snapshot()["circuit_breakers"]["breakers"]) == ["made", "direct"]
+    assert list(monitor.snapshot()["circuit_breakers"]["breakers"]) == [
+        "made",
+        "direct",
+    ]
     del direct
     gc.collect()
     assert list(monitor.snapshot()["circuit_breakers"]["breakers"]) == ["made"]
@@ -195,12 +205,18 @@ def test_two_live_breakers_with_one_name_are_both_shown(clock: ManualClock) -> N
     second = breaker("db", clock)
     second.force_open()
     breakers = riprap.ResilienceMonitor().snapshot()["circuit_breakers"]["breakers"]
-    assert {k: v["state"] for k, v in breakers.items()} == {"db": "closed", "db#2": "open"}
+    assert {k: v["state"] for k, v in breakers.items()} == {
+        "db": "closed",
+        "db#2": "open",
+    }
     del first
     gc.collect()
     third = breaker("db", clock)  # takes the free label; the second keeps its own
     breakers = riprap.ResilienceMonitor().snapshot()["circuit_breakers"]["breakers"]
-    assert {k: v["state"] for k, v in breakers.items()} == {"db#2": "open", "db": "closed"}
+    assert {k: v["state"] for k, v in breakers.items()} == {
+        "db#2": "open",
+        "db": "closed",
+    }
     assert third.name == "db"
 
 
@@ -246,8 +262,12 @@ def test_contract_fallback_totals() -> None:
         0,
     )
     fakes = [
-        FakePrimitive(_registry.FALLBACK, "users", **{**shape, "calls": 10, "cache_fallbacks": 2}),
-        FakePrimitive(_registry.FALLBACK, "orders", **{**shape, "calls": 5, "exhausted": 1}),
+        FakePrimitive(
+            _registry.FALLBACK, "users", **{**shape, "calls": 10, "cache_fallbacks": 2}
+        ),
+        FakePrimitive(
+            _registry.FALLBACK, "orders", **{**shape, "calls": 5, "exhausted": 1}
+        ),
     ]
     fb = riprap.ResilienceMonitor().snapshot()["fallback_patterns"]
     assert (fb["calls"], fb["cache_fallbacks"], fb["exhausted"]) == (15, 2, 1)
@@ -325,7 +345,11 @@ def test_report_text(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Non
         "Dead-Letter Queues:\n"
         "  dlq.sqlite3: 4 entries\n"
     )
-    assert (search.name, bulkhead.label, dlq.label) == ("search", "database", "dlq.sqlite3")
+    assert (search.name, bulkhead.label, dlq.label) == (
+        "search",
+        "database",
+        "dlq.sqlite3",
+    )
 
 
 def test_report_lists_stop_at_the_limit(clock: ManualClock) -> None:

@@ -33,7 +33,9 @@ def counts(func: Callable[..., Any]) -> dict[str, Any]:
 class Flaky:
     """Fails `fail` times (with `error`), then returns 1; `fail` can be reset between calls."""
 
-    def __init__(self, clock: ManualClock, fail: int, error: type[Exception] = ConnectionError):
+    def __init__(
+        self, clock: ManualClock, fail: int, error: type[Exception] = ConnectionError
+    ):
         self.clock, self.fail, self.error = clock, fail, error
 
     def step(self) -> int:
@@ -63,7 +65,9 @@ def test_sync_calls_are_counted(clock: ManualClock) -> None:
     assert (c["count"], c["buckets"], c["sum"]) == (0, [0] * 15, 0.0)  # timing is off
 
 
-def test_the_duration_histogram_counts_sleeps_when_timing_is_on(clock: ManualClock) -> None:
+def test_the_duration_histogram_counts_sleeps_when_timing_is_on(
+    clock: ManualClock,
+) -> None:
     _registry.set_retry_timing(True)
     flaky = Flaky(clock, 0)
 
@@ -101,7 +105,9 @@ def test_timing_can_be_switched_off_again(clock: ManualClock) -> None:
 
 
 def run_async(
-    func: Callable[[], Awaitable[Any]], clock: ManualClock, expect: type[BaseException] | None
+    func: Callable[[], Awaitable[Any]],
+    clock: ManualClock,
+    expect: type[BaseException] | None,
 ) -> None:
     async def main() -> None:
         if expect is None:
@@ -144,7 +150,9 @@ def test_code_blocks_are_counted(clock: ManualClock) -> None:
     assert (c["successes"], c["failures"]) == (1, 0)
 
 
-def test_retry_manager_calls_are_counted_under_their_operation_id(clock: ManualClock) -> None:
+def test_retry_manager_calls_are_counted_under_their_operation_id(
+    clock: ManualClock,
+) -> None:
     manager = riprap.RetryManager(POLICY, clock=clock)
     flaky = Flaky(clock, 1)
 
@@ -171,7 +179,9 @@ def test_not_retryable_and_rejected_results_are_failures(clock: ManualClock) -> 
     def empty() -> None:
         return None
 
-    assert empty() is None  # attempts ran out: the last result is returned, as a failure
+    assert (
+        empty() is None
+    )  # attempts ran out: the last result is returned, as a failure
     assert counts(call)["attempts"][:2] == [1, 0]
     assert (counts(call)["successes"], counts(call)["failures"]) == (0, 1)
     assert counts(empty)["attempts"][:4] == [1, 1, 1, 0]
@@ -240,7 +250,8 @@ events = st.lists(
 
 
 @pytest.mark.skipif(
-    riprap.backend() != "rust", reason="drives both cores directly; runs once, in the rust pass"
+    riprap.backend() != "rust",
+    reason="drives both cores directly; runs once, in the rust pass",
 )
 @given(events)
 def test_differential_counters(seq: list[tuple[Any, ...]]) -> None:

@@ -80,7 +80,9 @@ def workload(clock: ManualClock) -> dict[str, Any]:
     }
 
 
-def test_a_real_scrape_after_a_scripted_workload(server: str, clock: ManualClock) -> None:
+def test_a_real_scrape_after_a_scripted_workload(
+    server: str, clock: ManualClock
+) -> None:
     work = workload(clock)
     status, headers, text = get(f"{server}/metrics")
     assert status == 200
@@ -124,7 +126,11 @@ def test_health_is_200_until_critical_then_503(server: str, clock: ManualClock) 
         ops.gave_up()
     status, _, body = get(f"{server}/health")
     health = json.loads(body)
-    assert (status, health["status"], health["open_breakers"]) == (503, "critical", ["payments"])
+    assert (status, health["status"], health["open_breakers"]) == (
+        503,
+        "critical",
+        ["payments"],
+    )
     assert health["score"] == pytest.approx(1 / 3)
 
 
@@ -132,7 +138,8 @@ def test_dashboard_json_carries_names_as_data(server: str, clock: ManualClock) -
     evil = riprap.CircuitBreaker("<script>alert(1)</script>", clock=clock)
     evil.force_open()
     status, headers, body = get(f"{server}/dashboard.json")
-    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
     data = json.loads(body)
     assert data["breakers"]["rows"] == [
         {

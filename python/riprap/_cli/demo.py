@@ -247,17 +247,18 @@ def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
 
     async def main() -> tuple[dict[str, Any], str]:
         await asyncio.gather(*(agent_loop(a) for a in range(agents)))
-        dashboard = await riprap.CircuitBreakerMonitor(registry).get_dashboard_data()
         # Read while the run's primitives are alive: the monitor holds no reference to them.
-        resilience = await riprap.ResilienceMonitor().generate_resilience_report()
-        return dashboard, resilience
+        return (
+            await riprap.CircuitBreakerMonitor(registry).get_dashboard_data(),
+            await riprap.ResilienceMonitor().generate_resilience_report(),
+        )
 
     dashboard, resilience = asyncio.run(main())
-    elapsed = time.perf_counter() - t0
-    print(f"\nfinished in {elapsed:.2f}s; {fleet.requests} simulated requests")
+    print(
+        f"\nfinished in {time.perf_counter() - t0:.2f}s; {fleet.requests} simulated requests"
+    )
     _print_report(report, manager, budget, dashboard, (external_api, commands))
-    print()
-    print(resilience, end="")
+    print(f"\n{resilience}", end="")
     return 0
 
 

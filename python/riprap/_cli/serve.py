@@ -30,6 +30,7 @@ from typing import Any, TextIO
 from .. import _exposition, _monitor
 from .._backend import core
 from .dashboard import PAGE
+from .demo import run as demo
 
 __all__ = ["make_server", "run"]
 
@@ -52,7 +53,10 @@ def _finite(obj: Any) -> Any:
 
 def _rows(items: dict[str, Any], row: Any) -> dict[str, Any]:
     pairs = list(items.items())
-    return {"rows": [row(k, v) for k, v in pairs[:ROWS]], "more": max(0, len(pairs) - ROWS)}
+    return {
+        "rows": [row(k, v) for k, v in pairs[:ROWS]],
+        "more": max(0, len(pairs) - ROWS),
+    }
 
 
 def _num(stats: Any, key: str) -> float:
@@ -100,10 +104,13 @@ def dashboard_data(monitor: _monitor.ResilienceMonitor) -> dict[str, Any]:
     )
     retries = _rows(
         m["retry_patterns"]["operations"],
-        lambda name, o: {"name": name, **{k: v for k, v in o.items() if k != "attempts_by_number"}},
+        lambda name, o: {
+            "name": name,
+            **{k: v for k, v in o.items() if k != "attempts_by_number"},
+        },
     )
     queues = m["dead_letter_queues"]
-    return _finite(
+    data: dict[str, Any] = _finite(
         {
             "health": m["overall_health"],
             "alerts": m["alerts"],
@@ -112,7 +119,9 @@ def dashboard_data(monitor: _monitor.ResilienceMonitor) -> dict[str, Any]:
             "bulkheads": bulkheads,
             "rate_limiters": limiters,
             "retries": retries,
-            "fallbacks": {k: v for k, v in m["fallback_patterns"].items() if k != "strategies"},
+            "fallbacks": {
+                k: v for k, v in m["fallback_patterns"].items() if k != "strategies"
+            },
             "dead_letters": {
                 "entries": sum(_num(s, "entries") for s in queues.values()),
                 "queues": len(queues),
@@ -120,6 +129,7 @@ def dashboard_data(monitor: _monitor.ResilienceMonitor) -> dict[str, Any]:
             "timestamp": m["timestamp"],
         }
     )
+    return data
 
 
 def health_data(monitor: _monitor.ResilienceMonitor) -> tuple[int, dict[str, Any]]:
@@ -130,12 +140,18 @@ def health_data(monitor: _monitor.ResilienceMonitor) -> tuple[int, dict[str, Any
         **health,
         "meaning": "resilience health of this process's dependencies (not liveness)",
         "open_breakers": [
-            name for name, s in m["circuit_breakers"]["breakers"].items() if s["state"] == "open"
+            name
+            for name, s in m["circuit_breakers"]["breakers"].items()
+            if s["state"] == "open"
         ],
         "alerts": [a["message"] for a in m["alerts"]],
         "timestamp": m["timestamp"],
     }
-    code = HTTPStatus.SERVICE_UNAVAILABLE if health["status"] == "critical" else HTTPStatus.OK
+    code = (
+        HTTPStatus.SERVICE_UNAVAILABLE
+        if health["status"] == "critical"
+        else HTTPStatus.OK
+    )
     return int(code), _finite(body)
 
 
@@ -178,7 +194,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         try:
             if path == "/metrics":
-                self._send(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text())
+                self._send(
+                    200, "text/plain; version=0.0.4; charset=utf-8", metrics_text()
+                )
             elif path == "/health":
                 self._json(*health_data(self.monitor))
             elif path == "/dashboard.json":
@@ -186,18 +204,20 @@ class _Handler(BaseHTTPRequestHandler):
             elif path in ("/", "/index.html"):
                 self._send(200, "text/html; charset=utf-8", PAGE)
             else:
-                self._json(404, {"error": "not found", "paths": ["/", "/metrics", "/health"]})
+                self._json(
+                    404, {"error": "not found", "paths": ["/", "/metrics", "/health"]}
+                )
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True  # the client went away: nothing to do
 
-    do_HEAD = do_GET
+    do_HEAD = do_GET  # noqa: N815 - the name http.server looks up
 
     def _read_only(self) -> None:
         self._json(405, {"error": "read-only: GET and HEAD only"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _read_only
+    do_POST = do_PUT = do_DELETE = do_PATCH = _read_only  # noqa: N815
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: Any) -> None:
         return None  # quiet: a scraped endpoint would fill the terminal
 
 
@@ -207,7 +227,9 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that vanishes mid-request is routine; anything else is printed as usual.
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, TimeoutError)):
+        if isinstance(
+            sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, TimeoutError)
+        ):
             return
         super().handle_error(request, client_address)
 
@@ -221,14 +243,14 @@ def make_server(
 
     Call `serve_forever()` on it (in a thread if you like) and `shutdown()` to stop it.
     """
-    handler = type("Handler", (_Handler,), {"monitor": monitor or _monitor.ResilienceMonitor()})
+    handler = type(
+        "Handler", (_Handler,), {"monitor": monitor or _monitor.ResilienceMonitor()}
+    )
     return _Server((host, port), handler)
 
 
 def _demo_forever(stop: threading.Event) -> None:
     """Run the demo workload again and again, its output discarded, until `stop` is set."""
-    from .demo import run as demo
-
     seed = 7
     while not stop.is_set():
         with contextlib.redirect_stdout(io.StringIO()):
@@ -241,8 +263,13 @@ def run(*, host: str, port: int, demo: bool, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     server = make_server(host, port)
     bound_host, bound_port = server.server_address[:2]
+    if isinstance(bound_host, bytes):
+        bound_host = bound_host.decode()
     url = f"http://{bound_host}:{bound_port}/"
-    print(f"riprap serve: dashboard {url}  metrics {url}metrics  health {url}health", file=out)
+    print(
+        f"riprap serve: dashboard {url}  metrics {url}metrics  health {url}health",
+        file=out,
+    )
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"riprap serve: listening on {host}: anyone who can reach it can read the "

@@ -160,8 +160,9 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 class RetryEngine:
-    """A compiled retry policy: classification, schedule, budget, clock, hook, log name and the
-    operation's counters.
+    """A compiled retry policy and the operation's counters.
+
+    The policy: classification, schedule, budget, clock, hook and log name.
     """
 
     def __init__(
@@ -213,8 +214,9 @@ class RetryEngine:
         return self._counters is not None and self._counters.timing
 
     def start(self) -> float | None:
-        """Starts a retried call: budget deposit, and the start time when a deadline or the
-        duration histogram needs it.
+        """Starts a retried call: budget deposit, and the start time if anything needs it.
+
+        A deadline or the duration histogram does.
         """
         if self._budget is not None:
             self._budget.deposit()

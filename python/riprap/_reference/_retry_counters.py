@@ -8,6 +8,7 @@ monitor and the Prometheus collector to read at scrape time.
 from __future__ import annotations
 
 import threading
+from typing import ClassVar
 
 from .._fork import track
 from .._stats import RetryCountersSnapshot
@@ -55,11 +56,13 @@ def duration_bucket(seconds: float) -> int:
 
 
 class RetryCounters:
-    """Attempts by number, final successes and failures, and a duration histogram (when timing is
-    on) of one retried operation.
+    """The counters of one retried operation.
+
+    Attempts by number, final successes and failures, and a duration histogram (when timing is
+    on).
     """
 
-    duration_bounds = list(DURATION_BOUNDS)
+    duration_bounds: ClassVar[list[float]] = list(DURATION_BOUNDS)
 
     def __init__(self) -> None:
         self._timing = False
@@ -124,6 +127,7 @@ class RetryCounters:
                 "successes": self._first_successes + self._retried_successes,
                 "failures": self._failures,
                 "buckets": buckets,
-                "sum": float(self._sum_nanos) / 1e9,  # as the core: to float, then divide
+                "sum": float(self._sum_nanos)
+                / 1e9,  # as the core: to float, then divide
                 "count": sum(buckets),
             }

@@ -29,9 +29,7 @@ use crate::error::{ConfigError, check_float, check_int};
 
 mod counters;
 
-pub use counters::{
-    ATTEMPT_SLOTS, DURATION_BOUNDS, RetryCounters, RetrySnapshot, duration_bucket,
-};
+pub use counters::{ATTEMPT_SLOTS, DURATION_BOUNDS, RetryCounters, RetrySnapshot, duration_bucket};
 
 /// What the caller knows about the attempt that just failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -39,6 +39,24 @@ pub const DURATION_BOUNDS: [f64; 14] = [
 
 const BUCKETS: usize = DURATION_BOUNDS.len() + 1;
 
+/// [`DURATION_BOUNDS`] in nanoseconds (a test checks they agree), compared with no float work.
+const BOUND_NANOS: [u64; BUCKETS - 1] = [
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    75_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    750_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    7_500_000_000,
+    10_000_000_000,
+];
+
 #[derive(Debug, Default)]
 struct Counts {
     /// Calls that succeeded at their first attempt (the one write of the success path).
@@ -99,10 +117,13 @@ fn slot(attempt: u64) -> usize {
 
 /// The histogram bucket of a duration.
 pub fn duration_bucket(seconds: f64) -> usize {
-    let nanos = secs_to_nanos(seconds.max(0.0));
-    DURATION_BOUNDS
+    bucket_of(secs_to_nanos(seconds.max(0.0)))
+}
+
+fn bucket_of(nanos: u64) -> usize {
+    BOUND_NANOS
         .iter()
-        .position(|b| nanos <= secs_to_nanos(*b))
+        .position(|b| nanos <= *b)
         .unwrap_or(BUCKETS - 1)
 }
 
@@ -135,7 +156,9 @@ impl RetryCounters {
     #[inline]
     pub fn first_success(&self) {
         // A u64 incremented by one cannot wrap in practice (585 years at 1 per ns).
-        self.counts().first_successes.fetch_add(1, Ordering::Relaxed);
+        self.counts()
+            .first_successes
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Attempt number `attempt` failed (it may be retried or not).
@@ -168,8 +191,8 @@ impl RetryCounters {
     /// Adds one call of `seconds` to the duration histogram (negative counts as zero).
     pub fn observe(&self, seconds: f64) {
         let c = self.counts();
-        c.buckets[duration_bucket(seconds)].fetch_add(1, Ordering::Relaxed);
         let nanos = secs_to_nanos(seconds.max(0.0));
+        c.buckets[bucket_of(nanos)].fetch_add(1, Ordering::Relaxed);
         // Saturating: the sum must never wrap to a small number.
         let _ = c
             .sum_nanos
@@ -246,6 +269,11 @@ mod tests {
         c.observe(f64::INFINITY);
         c.observe(f64::INFINITY);
         assert_eq!(c.snapshot().sum_nanos, u64::MAX);
+    }
+
+    #[test]
+    fn bound_nanos_are_the_bounds() {
+        assert_eq!(BOUND_NANOS, DURATION_BOUNDS.map(secs_to_nanos));
     }
 
     #[test]
