@@ -272,3 +272,23 @@ def test_counters_snapshot_is_a_valid_histogram() -> None:
         c.succeeded(rng.randint(1, 4), rng.expovariate(2.0))
     snap = c.snapshot()
     assert snap["count"] == sum(snap["buckets"]) == snap["successes"] == 500
+
+
+def test_a_forked_child_starts_from_zero() -> None:
+    import os
+
+    counters = _registry.retry_counters("forked")
+    counters.succeeded(1)
+    counters.set_timing(True)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        snap = counters.snapshot()
+        ok = snap["successes"] == 0 and snap["attempts"][0] == 0 and counters.timing
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert counters.snapshot()["successes"] == 1  # the parent keeps its own

@@ -80,3 +80,18 @@ async def use_breaker() -> int:
 
 
 backend: str = riprap.backend()
+
+
+async def use_monitor() -> str:
+    from prometheus_client import CollectorRegistry
+
+    import riprap.metrics
+
+    monitor = riprap.ResilienceMonitor(alert_thresholds={"failure_rate": 0.5})
+    metrics: dict[str, object] = await monitor.collect_resilience_metrics()
+    now: dict[str, object] = monitor.snapshot()
+    collector: riprap.metrics.ResilienceCollector = riprap.metrics.register(
+        CollectorRegistry(), max_series=100
+    )
+    text: str = await monitor.generate_resilience_report()
+    return f"{len(metrics)} {len(now)} {collector.max_series} {text}"

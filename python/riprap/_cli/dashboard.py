@@ -43,6 +43,7 @@ PAGE = """<!doctype html>
   ul { margin: 0; padding-left: 18px; }
   .muted { color: #6b7280; }
   #alerts li { color: #c62828; }
+  #alerts li.muted { color: #6b7280; }
 </style>
 </head>
 <body>
@@ -91,9 +92,11 @@ function fill(id, block, row) {
   const body = document.querySelector("#" + id + " tbody");
   body.replaceChildren();
   for (const r of block.rows) body.appendChild(row(r));
-  if (block.more > 0) {
+  const note = block.more > 0 ? "... and " + block.more + " more" :
+    block.rows.length === 0 ? "none" : null;
+  if (note) {
     const tr = el("tr");
-    const td = el("td", "... and " + block.more + " more", "muted");
+    const td = el("td", note, "muted");
     td.colSpan = 8;
     tr.appendChild(td);
     body.appendChild(tr);
@@ -103,6 +106,7 @@ function list(id, items) {
   const ul = document.getElementById(id);
   ul.replaceChildren();
   for (const text of items) ul.appendChild(el("li", text));
+  if (items.length === 0) ul.appendChild(el("li", "none", "muted"));
 }
 function rate(name, key, now, seconds) {
   if (!previous || seconds <= 0) return "";
@@ -122,7 +126,7 @@ function render(d) {
     " · retries " + pct(d.health.retry_health);
   document.getElementById("updated").textContent =
     "updated " + new Date(d.timestamp * 1000).toLocaleTimeString();
-  list("alerts", d.alerts.length ? d.alerts.map(a => a.message) : ["none"]);
+  list("alerts", d.alerts.map(a => a.message));
   fill("breakers", d.breakers, b => {
     const tr = el("tr");
     tr.className = "breaker";

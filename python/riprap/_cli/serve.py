@@ -18,6 +18,7 @@ requests but the primitives themselves.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import math
@@ -256,6 +257,9 @@ def _demo_forever(stop: threading.Event) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             demo(quick=False, seed=seed, calls=400)
         seed += 1
+        # The last run's primitives hold reference cycles (listeners); let them go before the
+        # next run makes new ones of the same names.
+        gc.collect()
 
 
 def run(*, host: str, port: int, demo: bool, out: TextIO | None = None) -> int:
