@@ -79,7 +79,7 @@ def take_snapshot() -> Snapshot:
     breakers: dict[str, CircuitBreakerStats] = {}
     for label, breaker in _registry.live(_registry.BREAKER):
         breakers[label] = breaker.get_stats()
-        transitions[label] = dict(breaker._dispatch.transitions)
+        transitions[label] = _registry.transitions_of(breaker._dispatch.transitions)
     return Snapshot(
         breakers=breakers,
         breaker_transitions=transitions,

@@ -47,6 +47,7 @@ __all__ = [
     "live",
     "note_transition",
     "recent_transitions",
+    "transitions_of",
     "retry_counters",
     "retry_operations",
     "retry_timing",
@@ -147,6 +148,12 @@ class _Registry:
             counts[old, new] = counts.get((old, new), 0) + 1
             self._transitions.append(event)
 
+    def transitions_of(
+        self, counts: dict[tuple[str, str], int]
+    ) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(counts)
+
     def recent_transitions(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._transitions)
@@ -205,6 +212,11 @@ def note_transition(
     `counts` (the breaker's own, under this module's lock) and kept, with the wall time.
     """
     _REGISTRY.note_transition(label, old, new, counts)
+
+
+def transitions_of(counts: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """A copy of a breaker's transition counts, taken under the lock they are counted under."""
+    return _REGISTRY.transitions_of(counts)
 
 
 def recent_transitions() -> list[dict[str, Any]]:
