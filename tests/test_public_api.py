@@ -45,6 +45,7 @@ PUBLIC_NAMES_SO_FAR = {
     "RateLimitExceeded",
     "RateLimiter",
     "ResilienceError",
+    "ResilienceMonitor",
     "ResourceBulkhead",
     "ResultCache",
     "RetryBudget",

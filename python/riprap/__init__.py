@@ -2,8 +2,10 @@
 
 Retry with backoff and jitter, retry budgets and adaptive backoff, circuit breakers, token-bucket
 rate limiters (single and keyed), bulkheads, timeouts and deadlines, built on state machines
-written in Rust (`riprap._core`); fallback chains with a bounded result cache, and a durable
-dead-letter queue on SQLite.
+written in Rust (`riprap._core`); fallback chains with a bounded result cache, a durable
+dead-letter queue on SQLite, pipelines that compose them; a `ResilienceMonitor` (health score,
+alerts, report) over every named primitive, Prometheus metrics read at scrape time
+(`riprap.metrics.register()`) and `riprap serve` (a live dashboard).
 `RIPRAP_BACKEND=python` runs everything on the pure-Python reference (`riprap._reference`)
 instead; `riprap.backend()` says which one is active.
 
@@ -53,6 +55,7 @@ from ._fallback_manager import (
     fallback_manager,
 )
 from ._limiter import KeyedRateLimiter, RateLimiter
+from ._monitor import ResilienceMonitor
 from ._pipeline import Pipeline
 from ._redis import RedisStorage
 from ._retry import (
@@ -76,6 +79,7 @@ from ._stats import (
     RateLimiterStats,
     ResultCacheStats,
     RetryBudgetStats,
+    RetryCountersSnapshot,
     RetryStatistics,
     SharedCircuitBreakerStats,
     SharedKeyedRateLimiterStats,
@@ -134,11 +138,13 @@ __all__ = [
     "RateLimiterStats",
     "RedisStorage",
     "ResilienceError",
+    "ResilienceMonitor",
     "ResourceBulkhead",
     "ResultCache",
     "ResultCacheStats",
     "RetryBudget",
     "RetryBudgetStats",
+    "RetryCountersSnapshot",
     "RetryDecorator",
     "RetryManager",
     "RetryPolicy",

@@ -26,13 +26,12 @@ import dataclasses
 import enum
 import functools
 import inspect
-import itertools
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
+from . import _registry
 from . import _validate as v
 from ._backend import core
 from ._clock import check_clock
@@ -157,15 +156,19 @@ def _shared_keywords(shared: object, quorum: object, time_source: object) -> Non
 
 
 class _Dispatch:
-    """The engine's transition hook: logs the transition, then calls the listeners in order."""
+    """The engine's transition hook: logs and counts a transition, then calls the listeners."""
 
-    __slots__ = ("listeners", "name")
+    __slots__ = ("label", "listeners", "name", "transitions")
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.label = name
         self.listeners: list[Listener] = []
+        #: Transitions so far, by (old state, new state), for the monitor and the metrics.
+        self.transitions: dict[tuple[str, str], int] = {}
 
     def __call__(self, old: str, new: str) -> None:
+        _registry.note_transition(self.label, old, new, self.transitions)
         before, after = CircuitState(old), CircuitState(new)
         level = logging.WARNING if after is CircuitState.OPEN else logging.INFO
         if logger.isEnabledFor(level):
@@ -185,13 +188,9 @@ class _Dispatch:
                 )
 
 
-_LIVE: weakref.WeakValueDictionary[int, CircuitBreaker] = weakref.WeakValueDictionary()
-_IDS = itertools.count()
-
-
 def live_breakers() -> list[CircuitBreaker]:
     """Every breaker still alive, registry-made or not, oldest first (for monitors and metrics)."""
-    return list(_LIVE.values())
+    return [b for _, b in _registry.live(_registry.BREAKER)]
 
 
 class CircuitBreaker:
@@ -279,7 +278,7 @@ class CircuitBreaker:
         self._permits: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
             f"riprap.breaker.{name}", default=()
         )
-        _LIVE[next(_IDS)] = self
+        self._dispatch.label = _registry.track(_registry.BREAKER, self, name)
 
     @property
     def name(self) -> str:

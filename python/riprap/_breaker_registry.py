@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import _fork
-from ._breaker import CircuitBreaker, CircuitBreakerConfig, live_breakers
+from . import _fork, _registry
+from ._breaker import CircuitBreaker, CircuitBreakerConfig
 from ._stats import CircuitBreakerStats
 
 __all__ = [
@@ -172,8 +172,9 @@ class CircuitBreakerMonitor:
 
     Args:
         registry: Whose breakers to watch. None watches every live breaker in the process,
-            whether made by a registry or constructed directly (names shared by several live
-            breakers get a `#2`, `#3`, ... suffix in that view).
+            whether made by a registry or constructed directly (a breaker whose name another
+            live breaker had first is shown as `name#2`, `name#3`, ..., the label it keeps in
+            the metrics for its whole life).
 
     Attributes:
         alert_thresholds: `failure_rate` (0.3): alert when a breaker's window failure rate
@@ -192,14 +193,10 @@ class CircuitBreakerMonitor:
     def _all_stats(self) -> dict[str, CircuitBreakerStats]:
         if self.registry is not None:
             return self.registry.get_all_stats()
-        out: dict[str, CircuitBreakerStats] = {}
-        for breaker in live_breakers():
-            key, n = breaker.name, 1
-            while key in out:
-                n += 1
-                key = f"{breaker.name}#{n}"
-            out[key] = breaker.get_stats()
-        return out
+        return {
+            label: breaker.get_stats()
+            for label, breaker in _registry.live(_registry.BREAKER)
+        }
 
     def _alerts(
         self, all_stats: dict[str, CircuitBreakerStats]
@@ -255,7 +252,10 @@ class CircuitBreakerMonitor:
         `closed_breakers`, `avg_failure_rate`), `breakers` (stats by name), `alerts`, and
         `timestamp` (wall time, `time.time()`).
         """
-        all_stats = self._all_stats()
+        return self._dashboard(self._all_stats())
+
+    def _dashboard(self, all_stats: dict[str, CircuitBreakerStats]) -> dict[str, Any]:
+        """What `get_dashboard_data()` returns, from stats already read (by label)."""
         total = len(all_stats)
         states = [s["state"] for s in all_stats.values()]
         open_count = states.count("open")

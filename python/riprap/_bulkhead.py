@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from . import _timeout
+from . import _registry, _timeout
 from ._backend import core
 from ._bulkhead_async import Calls, InFlight, guard_async, wait_for_slot
 from ._clock import check_clock
@@ -192,6 +192,7 @@ class Bulkhead(core.BulkheadEngine):
         # Slots of `async with` blocks, per task (a stack, for nesting).
         self._scopes = contextvars.ContextVar(f"riprap.bulkhead.{name}", default=())
         _LIVE[next(_IDS)] = self
+        _registry.track(_registry.BULKHEAD, self, name)
         return self
 
     @property

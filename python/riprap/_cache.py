@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from . import _fork
+from . import _fork, _registry
 from . import _validate as v
 from ._clock import check_clock
 from ._stats import ResultCacheStats
@@ -51,6 +51,8 @@ class ResultCache:
         ttl: Seconds an entry stays fresh after it is stored (> 0, finite).
         max_entries: The most entries held at once (>= 1).
         clock: A `riprap.testing.ManualClock` (default: real monotonic time).
+        name: Shown by the monitor and the metrics (default: "result_cache"; a fallback
+            strategy's cache carries the strategy's name).
 
     .. versionadded:: 0.1.0
     """
@@ -68,10 +70,18 @@ class ResultCache:
         "_touch",
         "clock",
         "max_entries",
+        "name",
         "ttl",
     )
 
-    def __init__(self, ttl: float, max_entries: int, *, clock: object = None) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        max_entries: int,
+        *,
+        clock: object = None,
+        name: str | None = None,
+    ) -> None:
         self.ttl = v.check_float("ttl", v.number("ttl", ttl), 0.0, inclusive=False)
         self.max_entries = v.check_int(
             "max_entries", v.integer("max_entries", max_entries), 1
@@ -80,8 +90,10 @@ class ResultCache:
         self._now: Callable[[], float] = (
             time.monotonic if self.clock is None else self.clock.now
         )
+        self.name = v.name(name)
         self._after_fork()
         _fork.track(self)
+        _registry.track(_registry.RESULT_CACHE, self, self.name or "result_cache")
 
     def _after_fork(self) -> None:
         """Start empty with a fresh lock (also the initial state)."""

@@ -13,6 +13,7 @@ from riprap._stats import (
     KeyedRateLimiterStats,
     RateLimiterStats,
     RetryBudgetStats,
+    RetryCountersSnapshot,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "RetryAsyncCall",
     "RetryBudget",
     "RetryCall",
+    "RetryCounters",
     "RetryEngine",
     "RetrySchedule",
     "Rng",
@@ -84,6 +86,30 @@ class Rng:
         """The next 64 random bits."""
     def next_f64(self) -> float:
         """A uniform float in [0, 1)."""
+
+@final
+class RetryCounters:
+    """The counters of one retried operation.
+
+    Attempts by number, final successes and failures, and a duration histogram (when timing is
+    on).
+    """
+
+    duration_bounds: list[float]
+    def __new__(cls) -> RetryCounters: ...
+    @property
+    def timing(self) -> bool:
+        """Whether call durations are measured."""
+    def set_timing(self, on: bool) -> None:
+        """Turns the duration histogram on or off."""
+    def snapshot(self) -> RetryCountersSnapshot:
+        """The counts now."""
+    def failed_attempt(self, attempt: int) -> None:
+        """Records that attempt number `attempt` failed."""
+    def succeeded(self, attempt: int, seconds: float | None = None) -> None:
+        """Records that a call succeeded at attempt `attempt`, after `seconds` if timed."""
+    def gave_up(self, seconds: float | None = None) -> None:
+        """Records that a call ended without an accepted result, after `seconds` if timed."""
 
 @final
 class RetrySchedule:
@@ -186,14 +212,23 @@ class RetryEngine:
         clock: ManualClock | None,
         on_retry: Callable[..., object] | None,
         name: str,
+        counters: RetryCounters | None = None,
     ) -> RetryEngine: ...
     @property
     def name(self) -> str: ...
+    @property
+    def counters(self) -> RetryCounters | None:
+        """The operation's counters (None: this engine counts nothing)."""
     def start(self) -> float | None:
-        """Starts a retried call: budget deposit, and the start time when a deadline needs it."""
+        """Starts a retried call: budget deposit, and the start time if anything needs it.
+
+        A deadline or the duration histogram does.
+        """
     @property
     def needs_start(self) -> bool:
-        """Whether `start()` does anything (there is a budget or a deadline)."""
+        """Whether `start()` does anything now (a budget, a deadline, or timing is on)."""
+    def succeeded(self, attempt: int, start: float | None) -> None:
+        """The call that started at `start` succeeded at attempt `attempt`: counts it."""
     def decide(
         self,
         attempt: int,

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from . import _dlq_file, _fork
+from . import _dlq_file, _fork, _registry
 from . import _validate as v
 from ._dlq_entry import (
     DeadLetter,
@@ -112,6 +112,7 @@ class DeadLetterQueue:
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         _fork.track(self)
+        _registry.track(_registry.DEAD_LETTER_QUEUE, self, self.path)
         with self._lock:
             self._connection()  # open now: a bad path fails here, not at the first failure
 

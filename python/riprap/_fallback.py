@@ -50,7 +50,7 @@ import weakref
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final
 
-from . import _fork
+from . import _fork, _registry
 from . import _validate as v
 from ._bounded import Bound, run_bounded, run_in_thread
 from ._cache import ResultCache
@@ -234,11 +234,12 @@ class FallbackStrategy:
             time.monotonic if self.clock is None else self.clock.now
         )
         self.cache = ResultCache(
-            config.cache_ttl, config.cache_max_entries, clock=self.clock
+            config.cache_ttl, config.cache_max_entries, clock=self.clock, name=self.name
         )
         self._after_fork()
         _fork.track(self)
         _LIVE.add(self)
+        _registry.track(_registry.FALLBACK, self, self.name)
 
     def _after_fork(self) -> None:
         """Fresh counters and lock (a forked child starts with none; the cache renews itself)."""

@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Self, TypeVar, cast, overload
 
 from . import _deadlines as deadlines
+from . import _registry, testing
 from . import _validate as v
-from . import testing
 from ._backend import core
 from ._clock import asleep_fn
 from ._decorate import decorate, native_coroutine_function
@@ -187,6 +187,9 @@ class RateLimiter(core.RateLimiter):
     `RateLimitExceeded` was raised), `waited` (granted requests that waited first). A cancelled
     waiter counts in none of them.
 
+    A named limiter is visible to `riprap.ResilienceMonitor` and `riprap.metrics` while it lives;
+    an unnamed one is not.
+
     .. versionadded:: 0.1.0
     """
 
@@ -237,7 +240,9 @@ class RateLimiter(core.RateLimiter):
         )
 
     def __init__(self, *_args: Any, **_kwargs: Any) -> None:
-        """Everything is built in `__new__` (see `construct`)."""
+        """Everything is built in `__new__` (see `construct`); a named limiter is monitored."""
+        if self.name is not None:
+            _registry.track(_registry.RATE_LIMITER, self, self.name)
 
     async def acquire_async(self, n: int = 1, timeout: float | None = None) -> None:
         """Take `n` tokens, waiting asynchronously (first come, first served).
@@ -346,7 +351,9 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
         time_source: "server" (default) or "client" (see `RateLimiter`).
 
     `get_stats()` returns what `RateLimiter.get_stats()` does, over all keys, plus `keys` (tracked
-    now) and `evicted` (keys forgotten to bound memory since creation).
+    now) and `evicted` (keys forgotten to bound memory since creation). A named keyed limiter is
+    visible to `riprap.ResilienceMonitor` and `riprap.metrics` as one limiter (its totals over
+    all keys: never one series per key).
 
     .. versionadded:: 0.1.0
     """
@@ -401,7 +408,9 @@ class KeyedRateLimiter(core.KeyedRateLimiter):
         )
 
     def __init__(self, *_args: Any, **_kwargs: Any) -> None:
-        """Everything is built in `__new__` (see `construct`)."""
+        """Everything is built in `__new__` (see `construct`); a named limiter is monitored."""
+        if self.name is not None:
+            _registry.track(_registry.RATE_LIMITER, self, self.name)
 
     async def acquire_async(
         self, key: object, n: int = 1, timeout: float | None = None

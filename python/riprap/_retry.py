@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
+from . import _registry
 from . import _validate as v
 from ._backend import core
 from ._clock import asleep_fn, check_clock
@@ -180,7 +181,7 @@ class RetryPolicy:
                 seed=self.seed,
             ),
         )
-        put("_engine", make_engine(self, None, None, "riprap"))
+        put("_engine", make_engine(self, None, None, "riprap", counted=False))
 
     def compute_delay(self, attempt: int, previous: float | None = None) -> float:
         """The delay after failed attempt `attempt` (1-based), jitter included.
@@ -209,9 +210,18 @@ class RetryPolicy:
 
 
 def make_engine(
-    policy: RetryPolicy, clock: object, on_retry: OnRetry | None, name: str
+    policy: RetryPolicy,
+    clock: object,
+    on_retry: OnRetry | None,
+    name: str,
+    *,
+    counted: bool = True,
 ) -> core.RetryEngine:
-    """Compile `policy` with a clock, a hook and a log name into a core `RetryEngine`."""
+    """Compile `policy` with a clock, a hook and a log name into a core `RetryEngine`.
+
+    The engine counts its calls into the counters of operation `name` (shared by every engine
+    of that name, read by the monitor and the metrics), unless `counted` is False.
+    """
     return core.RetryEngine(
         policy._schedule,
         retryable_exceptions=policy.retryable_exceptions,
@@ -223,6 +233,7 @@ def make_engine(
         clock=check_clock(clock),
         on_retry=v.callable_or_none("on_retry", on_retry),
         name=name,
+        counters=_registry.retry_counters(name) if counted else None,
     )
 
 
@@ -306,6 +317,7 @@ def _continuation(
     """What an async retry does after its first attempt failed and a retry was decided."""
     decide = engine.decide
     retry_result = engine.retry_result
+    succeeded = engine.succeeded
 
     async def resume(
         start: float | None,
@@ -327,6 +339,7 @@ def _continuation(
                     raise
             else:
                 if not (checks_result and retry_result(result)):
+                    succeeded(attempt, start)
                     return result
                 next_delay = decide(attempt, None, start, previous)
                 if next_delay is None:
@@ -344,12 +357,12 @@ def _async_wrapper(
 ) -> Callable[..., Any]:
     decide = engine.decide
     retry_result = engine.retry_result
-    # The start time and budget deposit only matter with a deadline or a budget; skip the call.
-    start_needed = engine.needs_start
+    start_call = engine.start
+    succeeded = engine.succeeded
 
     @functools.wraps(func)
     async def retried(*args: Any, **kwargs: Any) -> Any:
-        start = engine.start() if start_needed else None
+        start = start_call()
         attempt, previous = 1, None
         while True:
             try:
@@ -360,6 +373,7 @@ def _async_wrapper(
                     raise
             else:
                 if not (checks_result and retry_result(result)):
+                    succeeded(attempt, start)
                     return result
                 delay = decide(attempt, None, start, previous)
                 if delay is None:
@@ -451,6 +465,10 @@ class Attempt:
         # Decided here, while `exc` is being handled: an error the decision raises (a hook, a
         # failing property of the exception) carries `exc` as its context. Swallow only what
         # will be retried; when retrying stops, the exception propagates as it is.
+        if exc is None:
+            run = self._run
+            run.engine.succeeded(self.number, run.start)
+            return False
         if not isinstance(exc, Exception):
             return False
         run = self._run

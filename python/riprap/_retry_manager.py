@@ -156,6 +156,7 @@ class RetryManager:
             else:
                 self._attempt_done(stats, now() - t0)
                 if not engine.retry_result(result):
+                    engine.succeeded(attempt, start)
                     self._call_done(stats, success=True)
                     return result
                 delay = engine.decide(attempt, None, start, previous)

@@ -18,6 +18,7 @@ __all__ = [
     "RateLimiterStats",
     "ResultCacheStats",
     "RetryBudgetStats",
+    "RetryCountersSnapshot",
     "RetryStatistics",
     "SharedCircuitBreakerStats",
     "SharedKeyedRateLimiterStats",
@@ -220,3 +221,22 @@ class DeadLetterQueueStats(TypedDict):
     dropped_max_age: int
     max_entries: int | None
     max_age: float | None
+
+
+class RetryCountersSnapshot(TypedDict):
+    """`RetryCounters.snapshot()`: what one retried operation did, since the process started.
+
+    `attempts[i]` counts finished attempts number `i + 1` (the last entry: every attempt from the
+    tenth on); `successes` and `failures` count calls by their final outcome (a failure: retries
+    ran out or were refused, the error was not retryable, or a hook raised; a call cut short by a
+    control-flow exception is in neither). `buckets` are timed calls per duration bucket (not
+    cumulative; bounds in `RetryCounters.duration_bounds`, then an unbounded one), `sum` their
+    total seconds and `count` their number.
+    """
+
+    attempts: list[int]
+    successes: int
+    failures: int
+    buckets: list[int]
+    sum: float
+    count: int

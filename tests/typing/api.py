@@ -133,3 +133,18 @@ async def use_bulkhead() -> int:
     await manager.execute_with_bulkhead("database", query, "w")
     all_stats: dict[str, dict[str, object]] = riprap.bulkhead_manager.get_all_stats()
     return len(got) + len(all_stats) + await nonblocking(2) + len(await call_api("/b"))
+
+
+async def use_monitor() -> str:
+    from prometheus_client import CollectorRegistry
+
+    import riprap.metrics
+
+    monitor = riprap.ResilienceMonitor(alert_thresholds={"failure_rate": 0.5})
+    metrics: dict[str, object] = await monitor.collect_resilience_metrics()
+    now: dict[str, object] = monitor.snapshot()
+    collector: riprap.metrics.ResilienceCollector = riprap.metrics.register(
+        CollectorRegistry(), max_series=100
+    )
+    text: str = await monitor.generate_resilience_report()
+    return f"{len(metrics)} {len(now)} {collector.max_series} {text}"

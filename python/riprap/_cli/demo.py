@@ -7,8 +7,8 @@ has an outage. Async status polls go through a retry policy wrapped around a cir
 policy and breaker; both policies share one retry budget. Every poll also looks the agent up in
 an external API that allows 300 requests per second across the fleet (the agents queue for it,
 first come first served), and commands to each agent are limited per agent (excess commands are
-skipped, not queued). The run ends with the resilience report: retry statistics, the breakers'
-dashboard, the limiters, the budget, and what finally failed.
+skipped, not queued). The run ends with the statistics (retries, the breakers' dashboard, the
+limiters, the budget, what finally failed) and `ResilienceMonitor`'s resilience report.
 
 Faults come from a seeded RNG; latencies, backoff waits and breaker timeouts are real (a few ms).
 """
@@ -245,14 +245,20 @@ def run(*, quick: bool = False, seed: int = 7, calls: int | None = None) -> int:
     print()
     t0 = time.perf_counter()
 
-    async def main() -> dict[str, Any]:
+    async def main() -> tuple[dict[str, Any], str]:
         await asyncio.gather(*(agent_loop(a) for a in range(agents)))
-        return await riprap.CircuitBreakerMonitor(registry).get_dashboard_data()
+        # Read while the run's primitives are alive: the monitor holds no reference to them.
+        return (
+            await riprap.CircuitBreakerMonitor(registry).get_dashboard_data(),
+            await riprap.ResilienceMonitor().generate_resilience_report(),
+        )
 
-    dashboard = asyncio.run(main())
-    elapsed = time.perf_counter() - t0
-    print(f"\nfinished in {elapsed:.2f}s; {fleet.requests} simulated requests")
+    dashboard, resilience = asyncio.run(main())
+    print(
+        f"\nfinished in {time.perf_counter() - t0:.2f}s; {fleet.requests} simulated requests"
+    )
     _print_report(report, manager, budget, dashboard, (external_api, commands))
+    print(f"\n{resilience}", end="")
     return 0
 
 

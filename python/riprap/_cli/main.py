@@ -1,4 +1,4 @@
-"""The `riprap` command: `demo`, `bench`, `dlq` (and `serve`, not built yet)."""
+"""The `riprap` command: `demo`, `bench`, `dlq` and `serve`."""
 
 from __future__ import annotations
 
@@ -21,13 +21,10 @@ commands:
           (tenacity, stamina, backoff, pybreaker, circuitbreaker, aiobreaker, purgatory,
           limits, pyrate-limiter, aiolimiter, resilix) and print the comparison tables
   dlq     inspect and replay a dead-letter queue file: list, show, replay (--dry-run), purge
-  serve   serve /metrics, /health and a dashboard: not implemented yet
+  serve   serve /metrics (Prometheus), /health (JSON) and a live dashboard page for the
+          primitives of this process (--demo runs the demo workload so there is something
+          to watch); binds 127.0.0.1 unless --host says otherwise
 """
-
-#: Commands that are planned but not built yet, and what each would serve.
-NOT_YET = {
-    "serve": "the metrics endpoint and dashboard",
-}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,8 +60,20 @@ def _parser() -> argparse.ArgumentParser:
         help="skip measuring the pure-Python reference backend (a child process)",
     )
     dlq.add_parser(sub)
-    for name, what in NOT_YET.items():
-        sub.add_parser(name, help=f"{what}: not implemented yet")
+    serve = sub.add_parser(
+        "serve", help="serve /metrics, /health and a live dashboard (read-only)"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=9108, help="port (default 9108; 0: any free port)"
+    )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="run the demo workload in the background, so there is something to watch",
+    )
     return p
 
 
@@ -95,9 +104,7 @@ def _bench(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `riprap` console script and `python -m riprap`."""
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in NOT_YET:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
 
@@ -106,11 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(args)
     if args.command == "dlq":
         return dlq.run(args)
-    if args.command in NOT_YET:
-        print(
-            f"riprap {args.command}: {NOT_YET[args.command]} is not implemented yet",
-            file=sys.stderr,
-        )
-        return 2
+    if args.command == "serve":
+        from .serve import run as serve
+
+        return serve(host=args.host, port=args.port, demo=args.demo)
     parser.print_help()
     return 0 if argv is not None or len(sys.argv) > 1 else 2

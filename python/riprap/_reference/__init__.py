@@ -24,6 +24,7 @@ from ._clock import ManualClock, monotonic, real_sleeps
 from ._keyed import KeyedLimit, KeyedLimitedCall, KeyedRateLimiter
 from ._limiter import LimitedAsyncCall, LimitedCall, RateLimiter
 from ._retry import RetryAsyncCall, RetryCall, RetryEngine, RetrySchedule
+from ._retry_counters import RetryCounters
 from ._rng import Rng, note_fork
 
 try:
@@ -55,6 +56,7 @@ __all__ = [
     "RetryAsyncCall",
     "RetryBudget",
     "RetryCall",
+    "RetryCounters",
     "RetryEngine",
     "RetrySchedule",
     "Rng",

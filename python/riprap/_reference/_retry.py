@@ -24,6 +24,7 @@ from ._backoff import Backoff, backoff_config
 from ._backoff import attempt as _attempt
 from ._budget import RetryBudget
 from ._clock import ManualClock, clock_of, sleep_real
+from ._retry_counters import RetryCounters
 from ._wrapper import AsyncNativeWrapper, NativeWrapper
 
 __all__ = ["RetryAsyncCall", "RetryCall", "RetryEngine", "RetryGuard", "RetrySchedule"]
@@ -159,7 +160,10 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 class RetryEngine:
-    """A compiled retry policy: classification, schedule, budget, clock, hook and log name."""
+    """A compiled retry policy and the operation's counters.
+
+    The policy: classification, schedule, budget, clock, hook and log name.
+    """
 
     def __init__(
         self,
@@ -174,6 +178,7 @@ class RetryEngine:
         clock: object,
         on_retry: Callable[..., object] | None,
         name: str,
+        counters: RetryCounters | None = None,
     ) -> None:
         self._schedule = schedule
         self._retryable = retryable_exceptions
@@ -190,6 +195,7 @@ class RetryEngine:
         self._clock = clock_of(clock)
         self._on_retry = on_retry
         self._name = name
+        self._counters = counters
 
     @property
     def name(self) -> str:
@@ -199,16 +205,43 @@ class RetryEngine:
     def _now(self) -> float:
         return self._clock.now_ns() / 1e9
 
+    @property
+    def counters(self) -> RetryCounters | None:
+        """The operation's counters (None: this engine counts nothing)."""
+        return self._counters
+
+    def _timing(self) -> bool:
+        return self._counters is not None and self._counters.timing
+
     def start(self) -> float | None:
-        """Starts a retried call: budget deposit, and the start time when a deadline needs it."""
+        """Starts a retried call: budget deposit, and the start time if anything needs it.
+
+        A deadline or the duration histogram does.
+        """
         if self._budget is not None:
             self._budget.deposit()
-        return self._now() if self._schedule.deadline is not None else None
+        if self._schedule.deadline is not None or self._timing():
+            return self._now()
+        return None
 
     @property
     def needs_start(self) -> bool:
-        """Whether `start()` does anything (there is a budget or a deadline)."""
-        return self._budget is not None or self._schedule.deadline is not None
+        """Whether `start()` does anything now (a budget, a deadline, or timing is on)."""
+        return (
+            self._budget is not None
+            or self._schedule.deadline is not None
+            or self._timing()
+        )
+
+    def _duration(self, start: float | None) -> float | None:
+        if start is None or not self._timing():
+            return None
+        return self._now() - start
+
+    def succeeded(self, attempt: int, start: float | None) -> None:
+        """The call that started at `start` succeeded at attempt `attempt`: counts it."""
+        if self._counters is not None:
+            self._counters.succeeded(attempt, self._duration(start))
 
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether the policy retries `exc` (by type, status code or message).
@@ -248,8 +281,28 @@ class RetryEngine:
 
         Call it while `exc` is being handled (in its `except` block): an error raised here then
         carries `exc` as its `__context__` (the Rust engine makes `exc` the handled exception
-        itself).
+        itself). Every form of retry calls it once per failed attempt, so the operation's
+        counters are kept here: the failed attempt and, unless the answer is a retry, the call's
+        failure.
         """
+        counters = self._counters
+        if counters is not None:
+            counters.failed_attempt(attempt)
+        delay: float | None = None
+        try:
+            delay = self._decide(attempt, exc, start, previous)
+        finally:
+            if counters is not None and delay is None:
+                counters.gave_up(self._duration(start))
+        return delay
+
+    def _decide(
+        self,
+        attempt: int,
+        exc: BaseException | None,
+        start: float | None,
+        previous: float | None,
+    ) -> float | None:
         retry_after = None
         if exc is not None:
             if not self.is_retryable(exc):
@@ -316,6 +369,7 @@ class RetryEngine:
                     raise
             else:
                 if self._predicate is None or not self.retry_result(result):
+                    self.succeeded(attempt, start)
                     return result
                 delay = self.decide(attempt, None, start, previous)
                 if delay is None:
@@ -388,6 +442,7 @@ class RetryGuard:
         """Attempt 1 returned: done, unless `retry_on_result` asks for another attempt."""
         engine = self._engine
         if engine._predicate is None or not engine.retry_result(value):
+            engine.succeeded(1, self._start)
             return value
         delay = engine.decide(1, None, self._start, None)
         return value if delay is None else self._handover(delay)

@@ -44,7 +44,10 @@ pub use error::{ConfigError, check_float, check_int};
 pub use fork::{ForkLocal, note_fork};
 pub use keyed::{Key, KeyedRateLimiter, KeyedStats};
 pub use limiter::{Decision, LimiterStats, Quota, RateLimiter, Reservation, Waiters};
-pub use retry::{Failed, GiveUp, RetryDecision, RetrySchedule};
+pub use retry::{
+    ATTEMPT_SLOTS, DURATION_BOUNDS, Failed, GiveUp, RetryCounters, RetryDecision, RetrySchedule,
+    RetrySnapshot,
+};
 pub use rng::Rng;
 pub use window::{Counts, Window};
 
@@ -59,6 +62,7 @@ mod tests {
         assert_send_sync::<super::Rng>();
         assert_send_sync::<super::Backoff>();
         assert_send_sync::<super::RetrySchedule>();
+        assert_send_sync::<super::RetryCounters>();
         assert_send_sync::<super::RetryBudget>();
         assert_send_sync::<super::AdaptiveBackoff>();
         assert_send_sync::<super::Breaker>();

@@ -27,6 +27,10 @@
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::error::{ConfigError, check_float, check_int};
 
+mod counters;
+
+pub use counters::{ATTEMPT_SLOTS, DURATION_BOUNDS, RetryCounters, RetrySnapshot, duration_bucket};
+
 /// What the caller knows about the attempt that just failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Failed {

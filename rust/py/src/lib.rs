@@ -45,7 +45,9 @@ mod _core {
     #[pymodule_export]
     use super::limiter::{PyLimitedAsyncCall, PyLimitedCall, PyRateLimiter};
     #[pymodule_export]
-    use super::retry::{PyRetryAsyncCall, PyRetryCall, PyRetryEngine, PyRetrySchedule};
+    use super::retry::{
+        PyRetryAsyncCall, PyRetryCall, PyRetryCounters, PyRetryEngine, PyRetrySchedule,
+    };
     #[pymodule_export]
     use super::rng::{PyRng, note_fork};
 

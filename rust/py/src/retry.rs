@@ -20,12 +20,14 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, intern};
-use riprap_core::{Clock, Failed, RetryDecision, RetrySchedule, nanos_to_secs};
+use riprap_core::{Clock, Failed, RetryCounters, RetryDecision, RetrySchedule, nanos_to_secs};
 
 mod call;
 mod classify;
+mod counters;
 
 pub(crate) use call::{PyRetryAsyncCall, PyRetryCall, RetryGuard};
+pub(crate) use counters::PyRetryCounters;
 
 use classify::Classifier;
 
@@ -142,7 +144,8 @@ impl PyRetrySchedule {
     }
 }
 
-/// A compiled retry policy: classification, schedule, budget, clock, hook and log name.
+/// A compiled retry policy: classification, schedule, budget, clock, hook, log name and the
+/// operation's counters.
 #[pyclass(name = "RetryEngine", module = "riprap", frozen)]
 pub struct PyRetryEngine {
     schedule: Py<PyRetrySchedule>,
@@ -152,6 +155,7 @@ pub struct PyRetryEngine {
     clock: Clock,
     on_retry: Option<Py<PyAny>>,
     name: String,
+    counters: Option<Py<PyRetryCounters>>,
 }
 
 impl PyRetryEngine {
@@ -163,13 +167,43 @@ impl PyRetryEngine {
         self.schedule().deadline().is_some()
     }
 
+    fn counts(&self) -> Option<&RetryCounters> {
+        self.counters.as_ref().map(|c| &c.get().inner)
+    }
+
+    /// Whether this call's duration goes into the histogram (one relaxed load).
+    fn timing(&self) -> bool {
+        self.counts().is_some_and(RetryCounters::timing)
+    }
+
     /// The first attempt is starting: take a budget deposit, and the start time if a deadline
-    /// needs it.
+    /// or the duration histogram needs it.
     pub(crate) fn begin(&self) -> Option<f64> {
         if let Some(b) = &self.budget {
             b.get().deposit_now();
         }
-        self.timed().then(|| self.clock.now_secs())
+        (self.timed() || self.timing()).then(|| self.clock.now_secs())
+    }
+
+    /// The call's duration so far, if the histogram wants it.
+    fn duration(&self, counters: &RetryCounters, start: Option<f64>) -> Option<f64> {
+        match start {
+            Some(s) if counters.timing() => Some(self.clock.now_secs() - s),
+            _ => None,
+        }
+    }
+
+    /// The call that started at `start` succeeded at attempt `attempt`: count it.
+    #[inline]
+    pub(crate) fn count_success(&self, attempt: u64, start: Option<f64>) {
+        let Some(c) = self.counts() else {
+            return;
+        };
+        if attempt <= 1 && start.is_none() {
+            c.first_success(); // the success path: one relaxed add
+        } else {
+            c.succeeded(attempt, self.duration(c, start));
+        }
     }
 
     pub(crate) fn wants_retry(&self, result: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -184,6 +218,9 @@ impl PyRetryEngine {
     /// (`RetrySchedule::decide`); this reads the exception, logs and calls the hook. All of that
     /// runs with `exc` as the exception being handled, so an error it raises carries the user's
     /// exception as `__context__`, as the same code in an `except` block would.
+    ///
+    /// Every form of retry calls this once per failed attempt, so the operation's counters are
+    /// kept here: the failed attempt, and, unless the answer is a retry, the call's failure.
     pub(crate) fn decide_inner(
         &self,
         py: Python<'_>,
@@ -192,12 +229,22 @@ impl PyRetryEngine {
         start: Option<f64>,
         previous: Option<f64>,
     ) -> PyResult<Option<f64>> {
-        match exc {
+        let counters = self.counts();
+        if let Some(c) = counters {
+            c.failed_attempt(attempt);
+        }
+        let decided = match exc {
             Some(e) => handling(e, || {
                 self.decide_failure(py, attempt, Some(e), start, previous)
             }),
             None => self.decide_failure(py, attempt, None, start, previous),
+        };
+        if let Some(c) = counters
+            && !matches!(decided, Ok(Some(_)))
+        {
+            c.gave_up(self.duration(c, start));
         }
+        decided
     }
 
     fn decide_failure(
@@ -300,6 +347,7 @@ impl PyRetryEngine {
             match attr::call(func, args, kwargs) {
                 Ok(r) => {
                     if !self.wants_retry(&r)? {
+                        self.count_success(attempt, start);
                         return Ok(r);
                     }
                     exc = None;
@@ -319,7 +367,7 @@ impl PyRetryEngine {
 impl PyRetryEngine {
     #[new]
     #[pyo3(signature = (schedule, *, retryable_exceptions, status_codes, patterns, retry_on_result,
-                        respect_retry_after, budget, clock, on_retry, name))]
+                        respect_retry_after, budget, clock, on_retry, name, counters = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -333,6 +381,7 @@ impl PyRetryEngine {
         clock: Option<&Bound<'_, PyAny>>,
         on_retry: Option<Py<PyAny>>,
         name: String,
+        counters: Option<Py<PyRetryCounters>>,
     ) -> PyResult<Self> {
         Ok(Self {
             schedule,
@@ -348,19 +397,32 @@ impl PyRetryEngine {
             clock: self::clock(clock)?,
             on_retry,
             name,
+            counters,
         })
     }
 
     /// Starts a retried call: takes a budget deposit and returns the start time (or `None`
-    /// when there is no deadline to measure).
+    /// when neither a deadline nor the duration histogram needs it).
     fn start(&self) -> Option<f64> {
         self.begin()
     }
 
-    /// Whether `start()` does anything (there is a budget or a deadline).
+    /// Whether `start()` does anything now (a budget, a deadline, or timing is on).
     #[getter]
     fn needs_start(&self) -> bool {
-        self.budget.is_some() || self.timed()
+        self.budget.is_some() || self.timed() || self.timing()
+    }
+
+    /// The call that started at `start` (what `start()` returned) succeeded at attempt
+    /// `attempt`: counts it (Python retry loops call this; native ones count by themselves).
+    fn succeeded(&self, attempt: u64, start: Option<f64>) {
+        self.count_success(attempt, start);
+    }
+
+    /// The operation's counters (None: this engine counts nothing).
+    #[getter]
+    fn counters(&self, py: Python<'_>) -> Option<Py<PyRetryCounters>> {
+        self.counters.as_ref().map(|c| c.clone_ref(py))
     }
 
     /// The delay before the next attempt after attempt `attempt` failed, or `None` to stop.
@@ -413,6 +475,7 @@ impl PyRetryEngine {
         visit.call(&self.predicate)?;
         visit.call(&self.budget)?;
         visit.call(&self.on_retry)?;
+        visit.call(&self.counters)?;
         Ok(())
     }
 }
@@ -444,6 +507,7 @@ impl PyRetryEngine {
                     let (a, k) = args()?;
                     return self.finish(func, &a, k.as_ref(), None, Some(result), start);
                 }
+                self.count_success(1, start);
                 Ok(result)
             }
             Err(exc) if exc.is_instance_of::<PyException>() => {

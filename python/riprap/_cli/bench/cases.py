@@ -6,20 +6,21 @@ that knows them all.
 
 from __future__ import annotations
 
-from . import breaker, bulkhead, cache, limiter, redis, retry
+from . import breaker, bulkhead, cache, limiter, monitor, redis, retry
 from .harness import Case
 
 __all__ = ["all_cases", "selected"]
 
 
 def all_cases() -> list[Case]:
-    """Every case: retry, the breaker, the rate limiters, the bulkhead, the cache, then Redis."""
+    """Every case: the primitives, monitoring, then Redis (if it runs here)."""
     return [
         *retry.CASES,
         *breaker.CASES,
         *limiter.CASES,
         *bulkhead.CASES,
         *cache.CASES,
+        *monitor.CASES,
         *redis.CASES,
     ]
 

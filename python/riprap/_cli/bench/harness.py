@@ -273,13 +273,13 @@ def render_table(cases: list[Case], results: list[Result]) -> str:
     """Markdown tables of the added cost of `results`, one per primitive.
 
     `cases` give each row its title and target. Cases are grouped by the first word of their key
-    (retry, breaker, limiter, keyed, cache); each table has a column for every implementation
-    measured in it.
+    (retry, breaker, limiter, keyed, bulkhead, cache, monitor); each table has a column for
+    every implementation measured in it.
     """
     groups: dict[str, list[Case]] = {}
     for case in cases:
         groups.setdefault(case.key.split("_")[0], []).append(case)
-    order = ["retry", "breaker", "limiter", "keyed", "bulkhead", "cache"]
+    order = ["retry", "breaker", "limiter", "keyed", "bulkhead", "cache", "monitor"]
     ranked = sorted(groups, key=lambda g: order.index(g) if g in order else len(order))
     tables = (_table(groups[g], results) for g in ranked)
     return "\n\n".join(t for t in tables if t)

@@ -37,7 +37,10 @@ impl CallEngine for PyRetryEngine {
         let this = slf.get();
         let start = this.begin();
         match args.call(func) {
-            Some(result) if this.predicate.is_none() => Fast::Done(result),
+            Some(result) if this.predicate.is_none() => {
+                this.count_success(1, start);
+                Fast::Done(result)
+            }
             result => Fast::Slow(FirstAttempt { start, result }),
         }
     }
@@ -124,10 +127,14 @@ impl Guard for RetryGuard {
         let py = value.py();
         let engine = self.engine.get();
         if engine.predicate.is_none() {
+            engine.count_success(1, self.start);
             return Step::Return(value);
         }
         match engine.wants_retry(&value) {
-            Ok(false) => Step::Return(value),
+            Ok(false) => {
+                engine.count_success(1, self.start);
+                Step::Return(value)
+            }
             Ok(true) => match self.after_failure(py, None) {
                 Ok(None) => Step::Return(value),
                 Ok(Some(next)) => Step::Handover(next),
