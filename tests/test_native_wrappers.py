@@ -194,6 +194,7 @@ def _every_async_wrapper(
         "RetryAsyncCall": riprap.retry(max_attempts=1, clock=clock),
         "BreakerAsyncCall": riprap.CircuitBreaker("every-async", clock=clock),
         "LimitedAsyncCall": riprap.RateLimiter(1e6, 1e6, clock=clock),
+        "BulkheadAsyncCall": riprap.Bulkhead("every-async", clock=clock),
     }
 
 
@@ -215,7 +216,12 @@ SYNC_KINDS = [
     "KeyedLimitedCall",
     "BulkheadCall",
 ]
-ASYNC_KINDS = ["RetryAsyncCall", "BreakerAsyncCall", "LimitedAsyncCall"]
+ASYNC_KINDS = [
+    "RetryAsyncCall",
+    "BreakerAsyncCall",
+    "LimitedAsyncCall",
+    "BulkheadAsyncCall",
+]
 
 
 @pytest.mark.parametrize("kind", SYNC_KINDS)
@@ -269,6 +275,7 @@ ENGINE_GETTER = {
     "RetryAsyncCall": "retry_engine",
     "BreakerAsyncCall": "breaker_engine",
     "LimitedAsyncCall": "limiter",
+    "BulkheadAsyncCall": "bulkhead_engine",
 }
 
 

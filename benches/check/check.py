@@ -69,6 +69,13 @@ PATHS: tuple[Path, ...] = (
     Path("async_breaker", "await circuit breaker decorated af()", "async_bare"),
     Path("async_retry", "await retry decorated af()", "async_bare"),
     Path("async_limiter", "await rate-limited af()", "async_bare"),
+    Path("async_bulkhead", "await bulkhead decorated af()", "async_bare"),
+    Path("hand4_sync", "four hand-rolled def try/except layers, sync", "bare"),
+    Path("pipeline_sync", "pipeline retry+breaker+limiter+bulkhead, sync", "bare"),
+    Path("hand4_async", "four hand-rolled async def layers", "async_bare"),
+    Path(
+        "pipeline_async", "await pipeline retry+breaker+limiter+bulkhead", "async_bare"
+    ),
 )
 
 

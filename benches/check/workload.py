@@ -134,6 +134,39 @@ def _keyed(w: Callable[[object], object], n: int, start: Marker, stop: Marker) -
     stop()
 
 
+def _hand_sync(target: Callable[..., Any]) -> Callable[..., Any]:
+    """What a hand-written sync decorator costs: a `def` with a try/except."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return target(*args, **kwargs)
+        except Exception:
+            raise
+
+    return wrapper
+
+
+def _nest(wrap: Callable[[Any], Any], target: Any) -> Any:
+    """Four hand-written layers: the stack a pipeline replaces."""
+    for _ in range(4):
+        target = wrap(target)
+    return target
+
+
+def _bulkhead() -> riprap.Bulkhead:
+    return riprap.Bulkhead("check", riprap.BulkheadConfig(max_concurrent_calls=100))
+
+
+def _pipeline() -> riprap.Pipeline:
+    """Retry, breaker, limiter and bulkhead: the stack of the pipeline's targets."""
+    return riprap.Pipeline(
+        riprap.RetryPolicy(max_attempts=3),
+        riprap.CircuitBreaker("check-pipeline"),
+        riprap.RateLimiter(rate=1e9, burst=1e9),
+        _bulkhead(),
+    )
+
+
 async def _awaits(
     w: Callable[[], Awaitable[object]], n: int, start: Marker, stop: Marker
 ) -> None:
@@ -164,6 +197,11 @@ PATHS: dict[str, tuple[Callable[..., Any], Callable[[], Callable[..., Any]]]] = 
     "async_breaker": (_awaits, lambda: riprap.CircuitBreaker("check-async")(_af)),
     "async_retry": (_awaits, lambda: riprap.retry(max_attempts=3)(_af)),
     "async_limiter": (_awaits, lambda: riprap.RateLimiter(rate=1e9, burst=1e9)(_af)),
+    "async_bulkhead": (_awaits, lambda: _bulkhead()(_af)),
+    "pipeline_sync": (_calls, lambda: _pipeline()(_f)),
+    "pipeline_async": (_awaits, lambda: _pipeline()(_af)),
+    "hand4_sync": (_calls, lambda: _nest(_hand_sync, _f)),
+    "hand4_async": (_awaits, lambda: _nest(_hand_async, _af)),
 }
 
 

@@ -43,9 +43,9 @@ from typing import Any, TypeVar, cast
 
 from . import _registry, _timeout
 from ._backend import core
-from ._bulkhead_async import Calls, InFlight, guard_async, wait_for_slot
+from ._bulkhead_async import Calls, InFlight, continuation, guard_async, wait_for_slot
 from ._clock import check_clock
-from ._decorate import decorate, is_async
+from ._decorate import decorate, is_async, native_coroutine_function
 from ._errors import (
     BulkheadRejectedError,
     BulkheadTimeoutError,
@@ -183,7 +183,7 @@ class Bulkhead(core.BulkheadEngine):
             config._core,
             clock=check_clock(clock),
             ignored=IGNORED,
-            held=held.get,
+            held=held,
         )
         inflight._bulkhead = weakref.ref(self)
         self._settings = config
@@ -251,11 +251,26 @@ class Bulkhead(core.BulkheadEngine):
                 func,
                 "a bulkhead",
                 native=lambda f: tag(core.BulkheadCall(f, self)),
-                coroutine=lambda f: tag(guard_async(f, self)),
+                coroutine=lambda f: tag(self._async_call(f)),
             ),
         )
 
     # -- async machinery ----------------------------------------------------------------------
+
+    def _async_call(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """The async decorator: a native coroutine function, or a Python `async def`.
+
+        The `async def` is for an async callable that `inspect` cannot see as a coroutine
+        function.
+
+        Each call of the native one is a riprap `Coroutine`: while a slot is free it takes it,
+        runs the call's first step and, if that step ends the call, hands the slot back with no
+        Python frame; anything more goes on in `continuation(self)`.
+        """
+        wrapper = core.BulkheadAsyncCall(func, self, continuation(self))
+        if native_coroutine_function(wrapper, func):
+            return wrapper
+        return guard_async(func, self)
 
     async def _acquire_async(self) -> Any:
         """A permit for an async caller: at once, or after waiting its turn."""

@@ -26,7 +26,15 @@ from ._clock import now_fn
 if TYPE_CHECKING:
     from ._bulkhead import Bulkhead
 
-__all__ = ["Calls", "InFlight", "guard_async", "wait_for_slot"]
+__all__ = [
+    "Calls",
+    "InFlight",
+    "continuation",
+    "ended",
+    "guard_async",
+    "suspended",
+    "wait_for_slot",
+]
 
 _MANUAL_SLICE = 0.005  # how often an async waiter on a manual clock looks at it again
 
@@ -243,7 +251,31 @@ def _rest(bulkhead: Bulkhead, aw: Any, yielded: Any) -> Generator[Any, Any, Any]
 def guard_async(
     func: Callable[..., Awaitable[Any]], bulkhead: Bulkhead
 ) -> Callable[..., Any]:
-    """The coroutine function a decorated async function becomes (also used by `execute`).
+    """A coroutine function that runs `func` in a slot (what `execute` uses for async `func`).
+
+    Decorated async functions are `BulkheadAsyncCall` objects instead (see `continuation`);
+    this is the same call written as one `async def`.
+    """
+    try_acquire, acquire = bulkhead.try_acquire, bulkhead._acquire_async
+
+    @functools.wraps(func)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        permit = try_acquire()
+        if permit is None:
+            permit = await acquire()
+        return await _admitted(bulkhead, permit, func, args, kwargs)
+
+    return guarded
+
+
+async def _admitted(
+    bulkhead: Bulkhead,
+    permit: Any,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """Run `func(*args, **kwargs)` in the slot of `permit`, then hand the slot back.
 
     A call that completes without suspending cannot be cancelled at its timeout (the event loop
     never ran meanwhile), so it needs no watchdog: the call's first step runs right here, and
@@ -251,52 +283,108 @@ def guard_async(
     task, a lookup that costs more than the rest of the call), with its deadline counted from
     its start. On a manual clock a call that overran is timed out when it ends.
     """
-    try_acquire, release, acquire, step = (
-        bulkhead.try_acquire,
-        bulkhead.release,
-        bulkhead._acquire_async,
-        bulkhead._step,
-    )
-    manual = bulkhead.clock is not None
-    now = now_fn(bulkhead.clock)
-    timeout = bulkhead.timeout
-    coroutine = types.CoroutineType
-    hold, unhold = bulkhead._holding.set, bulkhead._holding.reset
+    start = now_fn(bulkhead.clock)()
+    token = bulkhead._holding.set(True)
+    try:
+        aw: Any = func(*args, **kwargs)
+        if type(aw) is not types.CoroutineType:
+            aw = aw.__await__()
+        done, value = bulkhead._step(aw, None)
+    except BaseException as exc:
+        bulkhead._holding.reset(token)
+        return ended(bulkhead, permit, start, None, exc)
+    if done:
+        bulkhead._holding.reset(token)
+        return ended(bulkhead, permit, start, value, None)
+    return await suspended(bulkhead, aw, value, permit, start, token)
 
-    @functools.wraps(func)
-    async def guarded(*args: Any, **kwargs: Any) -> Any:
-        permit = try_acquire()
-        if permit is None:
-            permit = await acquire()
-        start = now()
-        calls = None
-        token = hold(True)
-        try:
-            aw: Any = func(*args, **kwargs)
-            if type(aw) is not coroutine:
-                aw = aw.__await__()
-            done, value = step(aw, None)
-            if not done:
-                calls = bulkhead._track(permit, start)
-                value = await _rest(bulkhead, aw, value)
-        except BaseException as exc:
-            unhold(token)
-            if (calls is not None and calls.leave(permit, exc)) or (
-                manual and now() - start >= timeout and isinstance(exc, Exception)
-            ):
-                error = bulkhead._timed_out_error(permit)
-                release(permit, exc)
-                raise error from exc
-            release(permit, exc)
-            raise
-        unhold(token)
-        if (calls is not None and calls.leave(permit, None)) or (
-            manual and now() - start >= timeout
-        ):
+
+async def suspended(  # noqa: PLR0917 - the arguments the native guard passes
+    bulkhead: Bulkhead, aw: Any, yielded: Any, permit: Any, start: float, token: Any
+) -> Any:
+    """The rest of a call whose first step suspended, yielding `yielded`.
+
+    The first step ran with the `_holding` mark set (`token` takes it back); the rest is
+    watched for its timeout until it ends.
+    """
+    calls = None
+    try:
+        calls = bulkhead._track(permit, start)
+        value = await _rest(bulkhead, aw, yielded)
+    except BaseException as exc:
+        bulkhead._holding.reset(token)
+        if calls is not None and calls.leave(permit, exc):
             error = bulkhead._timed_out_error(permit)
-            release(permit)
-            raise error
-        release(permit)
-        return value
+            bulkhead.release(permit, exc)
+            raise error from exc
+        return ended(bulkhead, permit, start, None, exc)
+    bulkhead._holding.reset(token)
+    if calls.leave(permit, None):
+        error = bulkhead._timed_out_error(permit)
+        bulkhead.release(permit)
+        raise error
+    return ended(bulkhead, permit, start, value, None)
 
-    return guarded
+
+def ended(
+    bulkhead: Bulkhead,
+    permit: Any,
+    start: float,
+    value: Any,
+    exc: BaseException | None,
+) -> Any:
+    """A call in the slot of `permit` ended, returning `value` or raising `exc`.
+
+    Hands the slot back and returns `value` or raises. On a manual clock, a call that ran
+    `timeout` or longer (and did not end with a control-flow exception) raises
+    `BulkheadTimeoutError` instead.
+    """
+    if (
+        bulkhead.clock is not None
+        and (exc is None or isinstance(exc, Exception))
+        and now_fn(bulkhead.clock)() - start >= bulkhead.timeout
+    ):
+        error = bulkhead._timed_out_error(permit)
+        bulkhead.release(permit, exc)
+        if exc is None:
+            raise error
+        raise error from exc
+    bulkhead.release(permit, exc)
+    if exc is not None:
+        raise exc
+    return value
+
+
+async def _acquire_then_run(bulkhead: Bulkhead, aw: Any) -> Any:
+    """A call that found no free slot: wait for one, then run the awaitable `aw` in it."""
+    try:
+        permit = await bulkhead._acquire_async()
+    except BaseException:
+        close = getattr(aw, "close", None)
+        if close is not None:
+            close()
+        raise
+    return await _admitted(bulkhead, permit, lambda: aw, (), {})
+
+
+def continuation(bulkhead: Bulkhead) -> Callable[..., Any]:
+    """What a bulkhead's `BulkheadAsyncCall` hands a call to when it cannot finish it alone.
+
+    The native wrapper takes a free slot, runs the call's first step and hands the slot back,
+    all without Python. It calls this function's result instead when:
+
+    * `("acquire", aw)`: no slot was free; returns a coroutine that waits for one and runs `aw`;
+    * `("suspended", aw, yielded, permit, start, token)`: the first step suspended; returns a
+      coroutine that yields `yielded` first, then runs the rest under the timeout watchdog;
+    * `("ended", permit, start, value, exc)`: the call ended on a manual clock after its
+      timeout (or the slot needs the slow release); returns `value` or raises.
+    """
+
+    def slow(kind: str, *args: Any) -> Any:
+        if kind == "acquire":
+            return _acquire_then_run(bulkhead, *args)
+        if kind == "suspended":
+            return suspended(bulkhead, *args)
+        return ended(bulkhead, *args)
+
+    return slow

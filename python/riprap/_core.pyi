@@ -3,6 +3,7 @@
 `riprap._reference` implements the same names with the same signatures in pure Python.
 """
 
+import contextvars
 from collections.abc import Callable
 from typing import Any, Self, final
 
@@ -23,6 +24,7 @@ __all__ = [
     "BreakerConfig",
     "BreakerEngine",
     "BreakerPermit",
+    "BulkheadAsyncCall",
     "BulkheadCall",
     "BulkheadConfig",
     "BulkheadEngine",
@@ -405,7 +407,7 @@ class BulkheadEngine:
         *,
         clock: ManualClock | None = None,
         ignored: tuple[type[BaseException], ...] | None = None,
-        held: Callable[[], bool] | None = None,
+        held: contextvars.ContextVar[bool] | None = None,
     ) -> Self: ...
     @property
     def name(self) -> str:
@@ -475,6 +477,21 @@ class BulkheadCall:
     def __new__(
         cls, func: Callable[..., Any], engine: BulkheadEngine
     ) -> BulkheadCall: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+    @property
+    def bulkhead_engine(self) -> BulkheadEngine: ...
+
+@final
+class BulkheadAsyncCall:
+    """A coroutine function guarded by a bulkhead (see `Bulkhead.__call__`)."""
+
+    def __new__(
+        cls,
+        func: Callable[..., Any],
+        engine: BulkheadEngine,
+        slow: Callable[..., Any] | None = None,
+    ) -> BulkheadAsyncCall: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
     @property

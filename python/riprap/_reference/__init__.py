@@ -19,7 +19,8 @@ from ._breaker import (
     BreakerPermit,
 )
 from ._budget import RetryBudget
-from ._bulkhead import BulkheadCall, BulkheadConfig, BulkheadEngine, BulkheadPermit
+from ._bulkhead import BulkheadConfig, BulkheadEngine, BulkheadPermit
+from ._bulkhead_call import BulkheadAsyncCall, BulkheadCall
 from ._clock import ManualClock, monotonic, real_sleeps
 from ._keyed import KeyedLimit, KeyedLimitedCall, KeyedRateLimiter
 from ._limiter import LimitedAsyncCall, LimitedCall, RateLimiter
@@ -43,6 +44,7 @@ __all__ = [
     "BreakerPermit",
     "Coroutine",
     "KeyedLimit",
+    "BulkheadAsyncCall",
     "BulkheadCall",
     "BulkheadConfig",
     "BulkheadEngine",

@@ -44,7 +44,9 @@ class Guard(Protocol):
     def start(self, inner: Any) -> Any:
         """When first resumed, with the user's coroutine: usually `Drive(inner)`.
 
-        Raising ends the await; a guard that does so closes `inner` first (`close_quietly`).
+        `Handover` continues the await in a Python coroutine; any other value ends the await
+        with that result. Raising ends the await; a guard that does so without having driven
+        `inner` closes it first (`close_quietly`).
         """
 
     def returned(self, value: Any) -> Any:
@@ -158,9 +160,13 @@ class Coroutine:
             except BaseException:
                 self._phase = DONE
                 raise
-            if not isinstance(answer, Drive):
-                raise AssertionError("a guard's start() drives or raises")
-            self._inner, value = answer.awaitable, None
+            if isinstance(answer, Handover):
+                self._phase, self._inner, value = HANDED_OVER, answer.coroutine, None
+            elif isinstance(answer, Drive):
+                self._inner, value = answer.awaitable, None
+            else:  # the guard ended the await before anything was driven
+                self._phase = DONE
+                raise StopIteration(answer)
         while True:
             outcome = self._drive(value, exc)
             if isinstance(outcome, _Yield):

@@ -1,15 +1,17 @@
-"""Reference twin of `rust/py/src/bulkhead.rs` (and `bulkhead/call.rs`, `bulkhead/waiting.rs`).
+"""Reference twin of `rust/py/src/bulkhead.rs` (and `bulkhead/waiting.rs`).
 
-`BulkheadConfig`, `BulkheadPermit`, `BulkheadEngine` and `BulkheadCall` mirror the Rust binding's
-classes name for name, over the state machine in `_bulkhead_core.py`. Sync waiters wait on an
-event that the release handing them a slot sets (in slices of at most 50 ms, so Ctrl-C is seen);
-async waiters are woken through the callback they registered. A thread-local list remembers
-which bulkheads this thread holds slots of, so a call that would wait for a second slot of the
-same bulkhead is rejected instead of deadlocking.
+`BulkheadConfig`, `BulkheadPermit` and `BulkheadEngine` mirror the Rust binding's classes name
+for name (`BulkheadCall` and `BulkheadAsyncCall` are in `_bulkhead_call.py`), over the state
+machine in `_bulkhead_core.py`. Sync waiters wait on an event that the release handing them a
+slot sets (in slices of at most 50 ms, so Ctrl-C is seen); async waiters are woken through the
+callback they registered. A thread-local list remembers which bulkheads this thread holds slots
+of, so a call that would wait for a second slot of the same bulkhead is rejected instead of
+deadlocking.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import threading
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from .._validate import (
     optional_number,
     secs_to_nanos,
 )
+from ._awaitable import Coroutine, close_quietly
 from ._bulkhead_core import (
     CANCELLED,
     FAILURE,
@@ -37,9 +40,8 @@ from ._bulkhead_core import (
     Slot,
 )
 from ._clock import ManualClock, Monotonic, clock_of
-from ._wrapper import NativeWrapper
 
-__all__ = ["BulkheadCall", "BulkheadConfig", "BulkheadEngine", "BulkheadPermit"]
+__all__ = ["BulkheadConfig", "BulkheadEngine", "BulkheadPermit"]
 
 ISOLATION_LEVELS = ("strict", "shared", "adaptive")
 
@@ -213,7 +215,7 @@ class BulkheadEngine:
     _clock: ManualClock | Monotonic
     _clock_obj: object
     _ignored: tuple[type[BaseException], ...]
-    _held: Callable[[], bool] | None
+    _held: contextvars.ContextVar[bool] | None
     _wakers: _Wakers
 
     def __new__(
@@ -223,7 +225,7 @@ class BulkheadEngine:
         *,
         clock: object = None,
         ignored: tuple[type[BaseException], ...] | None = None,
-        held: Callable[[], bool] | None = None,
+        held: contextvars.ContextVar[bool] | None = None,
     ) -> Any:
         # Everything is set up here, as in the Rust class (which has no `__init__`): a subclass
         # may define `__new__` with its own signature and pass the engine's to `super()`.
@@ -234,6 +236,10 @@ class BulkheadEngine:
         self._clock = clock_of(clock)
         self._clock_obj = clock
         self._ignored = ignored or ()
+        if held is not None and not isinstance(held, contextvars.ContextVar):
+            raise TypeError(
+                f"held must be a contextvars.ContextVar, got {type(held).__name__}"
+            )
         self._held = held
         self._wakers = _Wakers()
         return self
@@ -285,7 +291,7 @@ class BulkheadEngine:
     def _reentrant(self) -> bool:
         if _holds(self._core.id):
             return True
-        return self._held is not None and bool(self._held())
+        return self._held is not None and bool(self._held.get())
 
     def _enter(self) -> Slot:
         slot = self._core.try_acquire(self._now)
@@ -407,6 +413,32 @@ class BulkheadEngine:
         self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         return self.call(func, *args, **kwargs)
+
+    def _arun(
+        self,
+        func: Callable[..., Any],
+        slow: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        from ._bulkhead_call import BulkheadGuard  # noqa: PLC0415 - it imports this module
+
+        inner = func(*args, **kwargs)
+        if slow is None:
+            close_quietly(inner)
+            raise RuntimeError(
+                "BulkheadAsyncCall needs its continuation "
+                "(riprap._bulkhead_async.continuation)"
+            )
+        return Coroutine(func, inner, BulkheadGuard(self, slow))
+
+    def _mark_task(self) -> contextvars.Token[bool] | None:
+        """Marks the current task as holding a slot (see the binding); the token to undo it."""
+        return None if self._held is None else self._held.set(True)
+
+    def _unmark_task(self, token: contextvars.Token[bool] | None) -> None:
+        if self._held is not None and token is not None:
+            self._held.reset(token)
 
     def _acquire(self, reentrant: bool, deadline: float | None) -> BulkheadPermit | int:
         """A permit, a ticket to wait on, or a BulkheadRejectedError; never waits."""
@@ -538,15 +570,3 @@ class BulkheadEngine:
             "rejected_deadline": s["rejected"]["deadline"],
             "rejected_reentrant": s["rejected"]["reentrant"],
         }
-
-
-class BulkheadCall(NativeWrapper["BulkheadEngine"]):
-    """A sync function guarded by a bulkhead."""
-
-    __slots__ = ()
-    _kind = "BulkheadCall"
-
-    @property
-    def bulkhead_engine(self) -> BulkheadEngine:
-        """The bulkhead this function runs under."""
-        return self._engine

@@ -36,6 +36,7 @@ use pyo3::{PyTraverseError, PyTypeInfo, intern};
 
 use crate::attr;
 use crate::breaker::BreakerGuard;
+use crate::bulkhead::BulkheadGuard;
 use crate::retry::RetryGuard;
 
 /// What a guard decided: what the coroutine does next.
@@ -78,6 +79,7 @@ pub(crate) fn close_quietly(coroutine: &Bound<'_, PyAny>) {
 /// The guards there are (an enum rather than a boxed trait object: no allocation per call).
 pub(crate) enum Driver {
     Breaker(BreakerGuard),
+    Bulkhead(BulkheadGuard),
     Retry(RetryGuard),
 }
 
@@ -85,6 +87,7 @@ impl Driver {
     fn guard(&mut self) -> &mut dyn Guard {
         match self {
             Self::Breaker(g) => g,
+            Self::Bulkhead(g) => g,
             Self::Retry(g) => g,
         }
     }
@@ -92,6 +95,7 @@ impl Driver {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
             Self::Breaker(g) => g.traverse(visit),
+            Self::Bulkhead(g) => g.traverse(visit),
             Self::Retry(g) => g.traverse(visit),
         }
     }

@@ -34,7 +34,7 @@ use pyo3::{PyTraverseError, ffi, intern};
 use riprap_core::bulkhead::{Claim, Ending, Entry, Rejection, Request, Slot};
 use riprap_core::{Bulkhead, BulkheadConfig, Clock, nanos_to_secs, secs_to_nanos};
 
-pub(crate) use call::PyBulkheadCall;
+pub(crate) use call::{BulkheadGuard, PyBulkheadAsyncCall, PyBulkheadCall};
 pub(crate) use config::PyBulkheadConfig;
 pub(crate) use permit::PyBulkheadPermit;
 use waiting::{Waker, Wakers, hold, holds, take_slot};
@@ -43,6 +43,12 @@ use crate::attr::lookup;
 use crate::convert::{clock as extract_clock, number};
 use crate::deadline;
 use crate::errors::{bulkhead_rejected, config_error};
+
+/// Whether `obj` is a `contextvars.ContextVar`.
+fn context_var(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: a type check on a valid reference.
+    unsafe { ffi::PyContextVar_CheckExact(obj.as_ptr()) != 0 }
+}
 
 /// A bulkhead: the core state machine plus its clock, classification and waiters.
 #[pyclass(name = "BulkheadEngine", module = "riprap", frozen, subclass, weakref)]
@@ -71,7 +77,15 @@ impl PyBulkheadEngine {
             clock_obj: clock.filter(|c| !c.is_none()).map(|c| c.clone().unbind()),
             name,
             ignored: ignored.unwrap_or_else(|| PyTuple::empty(py).unbind()),
-            held: held.filter(|h| !h.is_none(py)),
+            held: match held.filter(|h| !h.is_none(py)) {
+                Some(var) if !context_var(var.bind(py)) => {
+                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                        "held must be a contextvars.ContextVar, got {}",
+                        crate::convert::type_name(var.bind(py))
+                    )));
+                }
+                held => held,
+            },
             wakers: Wakers::default(),
         })
     }
@@ -188,16 +202,43 @@ impl PyBulkheadEngine {
         }
     }
 
-    /// Whether the caller holds a slot of this bulkhead: on this thread, or (asked through the
-    /// `held` hook) in the current asyncio task.
+    /// Whether the caller holds a slot of this bulkhead: on this thread, or (read from the
+    /// `held` context variable) in the current asyncio task.
     fn reentrant(&self, py: Python<'_>) -> PyResult<bool> {
         if holds(self.inner.id()) {
             return Ok(true);
         }
         match &self.held {
-            Some(hook) => hook.bind(py).call0()?.is_truthy(),
+            Some(var) => var.bind(py).call_method0(intern!(py, "get"))?.is_truthy(),
             None => Ok(false),
         }
+    }
+
+    /// Marks the current task (its context) as holding a slot of this bulkhead: tasks it
+    /// creates meanwhile inherit the mark. Returns the token that takes the mark back
+    /// (`None`: this engine has no context variable).
+    fn mark_task<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(var) = &self.held else {
+            return Ok(None);
+        };
+        // SAFETY: `var` is a ContextVar (checked at construction); PyContextVar_Set returns a
+        // new reference to a token, or NULL with an exception set.
+        let token = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyContextVar_Set(var.as_ptr(), ffi::Py_True()))
+        }?;
+        Ok(Some(token))
+    }
+
+    /// Takes back the mark `mark_task` set.
+    fn unmark_task(&self, py: Python<'_>, token: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let (Some(var), Some(token)) = (&self.held, token) else {
+            return Ok(());
+        };
+        // SAFETY: `var` is a ContextVar and `token` one of its tokens; -1 sets an exception.
+        if unsafe { ffi::PyContextVar_Reset(var.as_ptr(), token.as_ptr()) } < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(())
     }
 
     /// A slot for a sync caller: at once, or after waiting (GIL released).

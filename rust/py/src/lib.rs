@@ -37,7 +37,9 @@ mod _core {
     #[pymodule_export]
     use super::budget::PyRetryBudget;
     #[pymodule_export]
-    use super::bulkhead::{PyBulkheadCall, PyBulkheadConfig, PyBulkheadEngine, PyBulkheadPermit};
+    use super::bulkhead::{
+        PyBulkheadAsyncCall, PyBulkheadCall, PyBulkheadConfig, PyBulkheadEngine, PyBulkheadPermit,
+    };
     #[pymodule_export]
     use super::clock::{PyManualClock, monotonic, real_sleeps};
     #[pymodule_export]
