@@ -140,7 +140,7 @@ class Pipeline:
 
         pipeline = riprap.Pipeline(
             riprap.fallback(read_replica),
-            riprap.RetryPolicy(max_attempts=3, base_delay=0.2),
+            riprap.RetryPolicy(max_attempts=3, base_delay=0.2, deadline=10.0),
             breaker,
             bulkhead,
             limiter,
@@ -247,12 +247,15 @@ def _order_warnings(layers: Sequence[Layer]) -> list[str]:
             "layers never see one; put the fallback outermost"
         )
     if retry is not None:
+        # A per-attempt timeout is the right thing when something else bounds the whole call.
+        policy = cast(RetryDecorator, layers[retry].policy).policy
+        whole_call_bounded = policy.deadline is not None or "timeout" in kinds[:retry]
         for layer in layers[retry + 1 :]:
-            if layer.kind == "timeout":
+            if layer.kind == "timeout" and not whole_call_bounded:
                 out.append(
                     f"{layer.label} is inside retry: it bounds each attempt, not the whole "
-                    "call; put it outside retry (or give the RetryPolicy a deadline) to bound "
-                    "all attempts"
+                    "call; give the RetryPolicy a deadline (or add a timeout outside retry) "
+                    "to bound all attempts"
                 )
             if layer.kind == "dead_letter":
                 out.append(
@@ -269,5 +272,36 @@ def _order_warnings(layers: Sequence[Layer]) -> list[str]:
                 out.append(
                     f"{layer.label} is outside retry: a call holds its slot through the "
                     "backoff sleeps between attempts; put it inside retry"
+                )
+    out.extend(_blind_breakers(layers, kinds))
+    return out
+
+
+def _blind_breakers(layers: Sequence[Layer], kinds: list[str]) -> list[str]:
+    """Breakers that cannot see a hang: it is cut short outside them, never inside.
+
+    A timeout (or a bulkhead's own timeout, on async calls) cuts an async call short by
+    cancelling it, and a breaker counts a cancellation as neither success nor failure; a sync
+    call it abandons reaches the breaker only when it really ends, if ever. Cut outside the
+    breaker only, a dependency that hangs never opens it.
+    """
+    out: list[str] = []
+    for b, breaker in enumerate(layers):
+        if breaker.kind != "breaker" or "timeout" in kinds[b + 1 :]:
+            continue
+        for layer in layers[:b]:
+            if layer.kind == "timeout":
+                out.append(
+                    f"{layer.label} is outside {breaker.label} and no timeout is inside "
+                    "it: a call it cuts short never reaches the breaker as a failure (an "
+                    "async call is cancelled, a sync one is abandoned), so a hanging "
+                    "dependency never opens it; add a timeout inside the breaker"
+                )
+            elif layer.kind == "bulkhead":
+                out.append(
+                    f"{layer.label} is outside {breaker.label}: an async call the "
+                    "bulkhead's timeout cuts short reaches the breaker as a cancellation, "
+                    "not a failure; put the breaker outside the bulkhead (or a timeout "
+                    "inside the breaker)"
                 )
     return out

@@ -203,6 +203,7 @@ def test_call_acall_repr_and_explain(clock: ManualClock) -> None:
         riprap.RetryPolicy(base_delay=0.1),
         breaker,
         limiter,
+        riprap.timeout(1.0),
         name="db",
     )
     assert pipeline.call(lambda x: x + 1, 1) == 2
@@ -215,7 +216,7 @@ def test_call_acall_repr_and_explain(clock: ManualClock) -> None:
         pipeline.call(double, 1)
     text = repr(pipeline)
     assert text.startswith("Pipeline('db': timeout(5s) -> retry(")
-    assert "breaker 'db' -> limiter 'api' (10/s))" in text
+    assert "breaker 'db' -> limiter 'api' (10/s) -> timeout(1s))" in text
     explained = pipeline.explain()
     assert "1. timeout(5s)" in explained
     assert "No order warnings." in explained
