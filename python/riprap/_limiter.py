@@ -286,16 +286,34 @@ def _limit_async_call(
 ) -> Callable[..., Any]:
     """The async decorator: a native coroutine function, or the Python wrapper below.
 
-    A call of the native one that gets its token at once returns the user's own coroutine
-    (nothing stands between the caller and it); any other call returns the Python wrapper's
-    coroutine, which reserves its slot (or raises) when first resumed. An async callable that
-    `inspect` cannot see as a coroutine function gets the Python wrapper only.
+    Each call of the native one is a riprap `Coroutine` that takes its token when first resumed
+    (never when the function is called: a call that is never awaited, or an outer layer that
+    rejects first, takes none) and then drives the user's coroutine; with no token at once it
+    continues in `_wait_then`. An async callable that `inspect` cannot see as a coroutine
+    function gets the Python wrapper only.
     """
-    slow = _limit_async(func, limiter)
-    wrapper = core.LimitedAsyncCall(func, limiter, slow)
+    wrapper = core.LimitedAsyncCall(
+        func, limiter, functools.partial(_wait_then, limiter)
+    )
     if native_coroutine_function(wrapper, func):
         return wrapper
-    return slow
+    return _limit_async(func, limiter)
+
+
+async def _wait_then(limiter: RateLimiter, inner: Any) -> Any:
+    """The rest of a call that found no token at once.
+
+    Reserves its slot (or raises at once with `on_limit="raise"`), waits for it, then awaits
+    the user's coroutine `inner`.
+    """
+    try:
+        ticket = limiter._reserve(1, 0.0 if limiter.on_limit == "raise" else None)
+        if ticket:
+            await _wait_for_slot(limiter, ticket, (ticket,))
+    except BaseException:
+        inner.close()  # never started: no "never awaited" warning
+        raise
+    return await inner
 
 
 def _limit_async(

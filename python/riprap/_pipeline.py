@@ -45,7 +45,6 @@ __all__ = ["Layer", "Pipeline"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-
 class Layer:
     """One policy of a pipeline, as the pipeline understands it.
 

@@ -31,6 +31,7 @@ from .._validate import (
 )
 from .._validate import name as _name
 from .._validate import on_limit as _on_limit
+from ._awaitable import Coroutine, Drive, Handover, close_quietly
 from ._clock import ManualClock, Monotonic, clock_of, sleep_real
 from ._wrapper import AsyncNativeWrapper, NativeWrapper
 
@@ -419,8 +420,7 @@ class RateLimiter:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        target = slow if slow is not None and not self._admit_now() else func
-        return target(*args, **kwargs)
+        return Coroutine(func, func(*args, **kwargs), LimiterGuard(self, slow))
 
     def try_acquire(self, n: int = 1) -> bool:
         """Takes `n` tokens if they are available now; never waits."""
@@ -564,3 +564,35 @@ class LimitedAsyncCall(AsyncNativeWrapper[RateLimiter]):
     def limiter(self) -> RateLimiter:
         """The engine this function runs under."""
         return self._engine
+
+
+class LimiterGuard:
+    """A limiter's part in one awaited call (twin of the binding's `LimiterGuard`)."""
+
+    __slots__ = ("_engine", "_slow")
+
+    def __init__(self, engine: RateLimiter, slow: Callable[..., Any] | None) -> None:
+        self._engine = engine
+        self._slow = slow
+
+    def start(self, inner: Any) -> Any:
+        """A token now: drive `inner`; else hand over to the continuation that waits."""
+        if self._engine._admit_now():
+            return Drive(inner)
+        if self._slow is None:
+            close_quietly(inner)
+            raise RuntimeError(
+                "LimitedAsyncCall needs its continuation (riprap._limiter)"
+            )
+        return Handover(self._slow(inner))
+
+    def returned(self, value: Any) -> Any:
+        """The call's result, untouched."""
+        return value
+
+    def raised(self, exc: BaseException) -> Any:
+        """The call's exception, untouched."""
+        raise exc
+
+    def abandon(self) -> None:
+        """Nothing is held once the token is taken."""

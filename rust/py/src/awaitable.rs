@@ -37,6 +37,7 @@ use pyo3::{PyTraverseError, PyTypeInfo, intern};
 use crate::attr;
 use crate::breaker::BreakerGuard;
 use crate::bulkhead::BulkheadGuard;
+use crate::limiter::LimiterGuard;
 use crate::retry::RetryGuard;
 
 /// What a guard decided: what the coroutine does next.
@@ -80,6 +81,7 @@ pub(crate) fn close_quietly(coroutine: &Bound<'_, PyAny>) {
 pub(crate) enum Driver {
     Breaker(BreakerGuard),
     Bulkhead(BulkheadGuard),
+    Limiter(LimiterGuard),
     Retry(RetryGuard),
 }
 
@@ -88,6 +90,7 @@ impl Driver {
         match self {
             Self::Breaker(g) => g,
             Self::Bulkhead(g) => g,
+            Self::Limiter(g) => g,
             Self::Retry(g) => g,
         }
     }
@@ -96,6 +99,7 @@ impl Driver {
         match self {
             Self::Breaker(g) => g.traverse(visit),
             Self::Bulkhead(g) => g.traverse(visit),
+            Self::Limiter(g) => g.traverse(visit),
             Self::Retry(g) => g.traverse(visit),
         }
     }

@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 use riprap_core::{Clock, Decision, RateLimiter, Reservation, nanos_to_secs};
 
+use crate::awaitable::{Driver, Guard, PyCoroutine, Step, close_quietly};
 use crate::call::{AsyncCallEngine, CallEngine, native_async_call, native_call};
 use crate::clock::sleep_detached;
 use crate::convert::{clock as extract_clock, cost, max_wait, name, no_storage, quota, raises};
@@ -351,11 +352,51 @@ impl CallEngine for PyRateLimiter {
 }
 
 native_async_call!(
-    /// A rate-limited coroutine function (see `RateLimiter.__call__`). A call that gets its
-    /// token at once returns the user's own coroutine (nothing wraps the await); any other call
-    /// returns the façade's waiting coroutine, which reserves its slot when first resumed.
+    /// A rate-limited coroutine function (see `RateLimiter.__call__`). Each call is a riprap
+    /// `Coroutine`: it takes its token when first resumed (a call that is never awaited takes
+    /// none), then drives the user's coroutine untouched; with no token available now, the
+    /// façade's continuation reserves the slot (or raises) and waits.
     PyLimitedAsyncCall as "LimitedAsyncCall", PyRateLimiter, limiter
 );
+
+/// A limiter's part in one awaited call: a token when first resumed, nothing after.
+pub(crate) struct LimiterGuard {
+    limiter: Py<PyRateLimiter>,
+    slow: Option<Py<PyAny>>,
+}
+
+impl LimiterGuard {
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.limiter)?;
+        visit.call(&self.slow)
+    }
+}
+
+impl Guard for LimiterGuard {
+    fn start<'py>(&mut self, py: Python<'py>, inner: Bound<'py, PyAny>) -> Step<'py> {
+        if self.limiter.get().admit_now() {
+            return Step::Drive(inner);
+        }
+        let Some(slow) = &self.slow else {
+            close_quietly(&inner);
+            return Step::Raise(pyo3::exceptions::PyRuntimeError::new_err(
+                "LimitedAsyncCall needs its continuation (riprap._limiter)",
+            ));
+        };
+        match slow.bind(py).call1((inner,)) {
+            Ok(next) => Step::Handover(next),
+            Err(e) => Step::Raise(e),
+        }
+    }
+
+    fn returned<'py>(&mut self, value: Bound<'py, PyAny>) -> Step<'py> {
+        Step::Return(value)
+    }
+
+    fn raised<'py>(&mut self, exc: Bound<'py, PyAny>) -> Step<'py> {
+        Step::Raise(PyErr::from_value(exc))
+    }
+}
 
 impl AsyncCallEngine for PyRateLimiter {
     fn call_async<'py>(
@@ -364,13 +405,16 @@ impl AsyncCallEngine for PyRateLimiter {
         slow: Option<&Bound<'py, PyAny>>,
         args: &Args<'py>,
     ) -> Fast<'py, ()> {
-        let target = match slow {
-            Some(slow) if !slf.get().admit_now() => slow,
-            _ => func,
+        let py = func.py();
+        let Some(inner) = args.call(func) else {
+            return Fast::Raised;
         };
-        match args.call(target) {
-            Some(result) => Fast::Done(result),
-            None => Fast::Raised,
+        match coroutine(slf, func, slow, inner) {
+            Ok(c) => Fast::Done(c),
+            Err(e) => {
+                e.restore(py);
+                Fast::Raised
+            }
         }
     }
 
@@ -381,9 +425,25 @@ impl AsyncCallEngine for PyRateLimiter {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        match slow {
-            Some(slow) if !slf.get().admit_now() => slow.call(args, kwargs),
-            _ => func.call(args, kwargs),
-        }
+        let inner = func.call(args, kwargs)?;
+        coroutine(slf, func, slow, inner)
     }
+}
+
+/// The `Coroutine` one call awaits: `inner` (the function's coroutine) under a limiter guard.
+fn coroutine<'py>(
+    slf: &Bound<'py, PyRateLimiter>,
+    func: &Bound<'py, PyAny>,
+    slow: Option<&Bound<'py, PyAny>>,
+    inner: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let driver = Driver::Limiter(LimiterGuard {
+        limiter: slf.clone().unbind(),
+        slow: slow.map(|s| s.clone().unbind()),
+    });
+    Ok(Bound::new(
+        func.py(),
+        PyCoroutine::new(func.clone().unbind(), inner.unbind(), driver),
+    )?
+    .into_any())
 }
