@@ -166,18 +166,19 @@ def _tables(r: DemoResult, out: TextIO) -> None:
         out,
     )  # fmt: skip
     _table(
-        ("bulkheads", "calls", "admitted", "waited", "rejected", "queue full",
-         "waited too long", "mean hold"),
+        ("bulkheads", "calls", "admitted", "after waiting", "rejected", "queue full",
+         "waited too long", "limit"),
         (
             (name, b["total_calls"], b["admitted_calls"], b["waited_calls"],
              b["rejected_calls"], b["rejected_queue_full"], b["rejected_max_wait"],
-             _ms(b["average_duration"]))
+             f"{b['config']['max_concurrent']} + {b['config']['max_queue_size']} queued")
             for name, b in s["bulkheads"].items()
         ),
         out,
     )  # fmt: skip
     _table(
-        ("rate limiters", "rate/s", "burst", "admitted", "waited", "rejected", "keys"),
+        ("rate limiters", "rate/s", "burst", "admitted", "after waiting", "rejected",
+         "keys"),
         (
             (name, lim["rate"], lim["burst"], lim["admitted"], lim["waited"],
              lim["rejected"], lim.get("keys"))
@@ -226,10 +227,6 @@ def _tables(r: DemoResult, out: TextIO) -> None:
 def _per_call(attempts: list[int]) -> list[int]:
     """Calls that made exactly 1, 2, ... attempts, from attempts counted by their number."""
     return [a - b for a, b in zip(attempts, [*attempts[1:], 0], strict=True)]
-
-
-def _ms(seconds: float | None) -> str | None:
-    return None if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
 def _dead_letters(r: DemoResult, out: TextIO) -> None:
