@@ -31,21 +31,6 @@ def test_no_command_prints_help_and_fails() -> None:
     assert "usage: riprap" in proc.stdout
 
 
-def test_demo_runs_and_reports(capsys: object) -> None:
-    assert main(["demo", "--calls", "4", "--seed", "3"]) == 0
-    out = capsys.readouterr().out  # type: ignore[attr-defined]
-    assert f"on the {riprap.backend()} backend" in out
-    assert "retry statistics" in out
-    assert "success rate" in out
-    assert "retry budget" in out
-    assert "circuit breakers: 2" in out
-    assert "external_api" in out
-    assert "agent_commands" in out
-    assert "agent_api" in out
-    assert "database" in out
-    assert "32/32" in out  # the progress bar finished (8 agents x 4 calls)
-
-
 def test_bench_json_measures_riprap(capsys: object, monkeypatch: object) -> None:
     from riprap._cli.bench import cases, limiter, monitor
 

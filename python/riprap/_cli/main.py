@@ -8,6 +8,7 @@ import json
 import sys
 
 from . import dlq
+from .demo import config as demo_options
 
 __all__ = ["main"]
 
@@ -16,7 +17,7 @@ riprap: resilience policies for Python with a Rust core.
 
 commands:
   demo    run a simulated fleet of flaky agents through riprap's policies and print the
-          resilience statistics (--quick for a short run)
+          resilience statistics (--quick for a short run; --seed N repeats a run exactly)
   bench   measure riprap against the pure-Python reference backend and the installed peers
           (tenacity, stamina, backoff, pybreaker, circuitbreaker, aiobreaker, purgatory,
           limits, pyrate-limiter, aiolimiter, resilix) and print the comparison tables
@@ -35,17 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser(
-        "demo", help="run the simulated flaky fleet and print the statistics"
+        "demo",
+        help="run the simulated flaky fleet and print the statistics",
+        description="Run a simulated fleet of flaky agents, an external API and a "
+        "database through riprap's policies, in simulated time (deterministic for a "
+        "seed), and print what every policy did.",
     )
-    demo.add_argument(
-        "--quick", action="store_true", help="a short run (a few seconds)"
-    )
-    demo.add_argument(
-        "--seed", type=int, default=7, help="seed for the injected faults"
-    )
-    demo.add_argument(
-        "--calls", type=int, default=None, help="calls per agent (default 60)"
-    )
+    demo_options.add_arguments(demo)
     bench = sub.add_parser("bench", help="print the benchmark comparison table")
     bench.add_argument("--quick", action="store_true", help="fewer samples")
     bench.add_argument("--json", action="store_true", help="print raw results as JSON")
@@ -108,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import run
 
-        return run(quick=args.quick, seed=args.seed, calls=args.calls)
+        return run(demo_options.config_from(args))
     if args.command == "bench":
         return _bench(args)
     if args.command == "dlq":

@@ -17,12 +17,12 @@ requests but the primitives themselves.
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import io
 import json
 import math
+import os
 import sys
+import tempfile
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from .. import _exposition, _monitor
 from .._backend import core
 from .dashboard import PAGE
-from .demo import run as demo
+from .demo import DemoConfig, simulate
 
 __all__ = ["make_server", "run"]
 
@@ -251,11 +251,18 @@ def make_server(
 
 
 def _demo_forever(stop: threading.Event) -> None:
-    """Run the demo workload again and again, its output discarded, until `stop` is set."""
+    """Run the demo workload again and again, paced to real time, until `stop` is set.
+
+    Each run is five simulated minutes lived in real time (`riprap demo` itself runs them as
+    fast as it can), so the dashboard shows the incidents as they happen. Each run's dead
+    letters go to a temporary directory, removed when the run ends.
+    """
     seed = 7
     while not stop.is_set():
-        with contextlib.redirect_stdout(io.StringIO()):
-            demo(quick=False, seed=seed, calls=400)
+        with tempfile.TemporaryDirectory(prefix="riprap-serve-demo-") as folder:
+            dlq = os.path.join(folder, "riprap-dlq.sqlite3")
+            config = DemoConfig(duration=300.0, seed=seed, dlq=dlq, pace=1.0)
+            simulate(config, should_stop=stop.is_set)
         seed += 1
         # The last run's primitives hold reference cycles (listeners); let them go before the
         # next run makes new ones of the same names.
