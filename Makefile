@@ -19,7 +19,7 @@ $(PY):
 # Dependencies and a first release build of the extension, in one step.
 $(VENV)/.deps: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check 'maturin==1.16.0'
-	$(MATURIN) develop --release --extras dev,bench
+	$(MATURIN) develop --release --extras dev,bench,plot
 	touch $@ $(VENV)/.built
 
 # Rebuild the extension in place whenever Rust sources change.
@@ -28,7 +28,7 @@ $(VENV)/.built: $(RUST_SOURCES) | $(VENV)/.deps
 	touch $@
 
 .PHONY: install
-install: $(VENV)/.built ## Create .venv, install dev + bench extras, build the extension (release)
+install: $(VENV)/.built ## Create .venv, install dev + bench + plot extras, build the extension (release)
 
 .PHONY: demo
 demo: install ## Run the demo: a simulated flaky fleet through riprap's policies

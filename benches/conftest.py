@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import riprap
-from riprap._cli.bench import cases, harness
+from riprap._cli.bench import cases, harness, output
 
 RESULTS: list[harness.Result] = []
 OUT = pathlib.Path(__file__).resolve().parent.parent / ".bench"
@@ -39,6 +39,7 @@ def run_case(benchmark: Any) -> Callable[[harness.Case, str], None]:
             added_ns=result.added_ns,
             bare_ns=result.bare_ns,
             raw_ns=result.raw_ns,
+            alloc_bytes=result.alloc_bytes,
             backend=result.backend,
         )
         benchmark(fn)
@@ -75,10 +76,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             if r["impl"] == "riprap"
         ]
     tr = terminalreporter
-    tr.section(
-        "riprap: median added cost per call over a bare call (paired samples); "
-        "a method's row (try_acquire) also shows the whole call (raw)"
-    )
+    tr.section(f"riprap: {output.HEADLINE}")
     tr.write_line(f"machine: {harness.machine()}; commit {_commit()}")
     tr.write_line("")
     for line in harness.render_table(cases.all_cases(), merged).splitlines():

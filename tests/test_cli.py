@@ -39,8 +39,9 @@ def test_bench_json_measures_riprap(capsys: object, monkeypatch: object) -> None
     monkeypatch.setattr(limiter, "PEER_KEYS", 1000)  # type: ignore[attr-defined]
     # A scrape of 1,000 primitives takes milliseconds; 40 go through the same code.
     monkeypatch.setattr(monitor, "SCRAPED", 40)  # type: ignore[attr-defined]
-    assert main(["bench", "--quick", "--json", "--only", "riprap,hand-rolled"]) == 0
-    rows = json.loads(capsys.readouterr().out)  # type: ignore[attr-defined]
+    argv = ["bench", "--quick", "--json", "-", "--no-python-backend"]
+    assert main([*argv, "--only", "riprap,hand-rolled"]) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]  # type: ignore[attr-defined]
     measured = {(r["case"], r["impl"]) for r in rows}
     assert {
         ("retry_success", "riprap"),
@@ -57,6 +58,7 @@ def test_bench_json_measures_riprap(capsys: object, monkeypatch: object) -> None
     }
     assert all(r["backend"] == riprap.backend() for r in rows)
     assert all(r["bare_ns"] > 0 for r in rows)
+    assert all(r["alloc_bytes"] is not None and r["alloc_bytes"] >= 0 for r in rows)
 
 
 def test_bench_measures_each_case_against_its_baseline(
@@ -83,8 +85,8 @@ def test_bench_measures_each_case_against_its_baseline(
         baselines={"fake": lambda: baseline},
     )
     monkeypatch.setattr(cases, "all_cases", lambda: [fake])
-    assert main(["bench", "--quick", "--json", "--only", "fake"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    assert main(["bench", "--quick", "--json", "-", "--only", "fake"]) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
     assert [(r["case"], r["impl"]) for r in rows] == [("fake_case", "fake")]
     assert calls["fn"] > 0
     assert calls["baseline"] > 0  # 0 when the bench path measures against a bare call
@@ -112,8 +114,9 @@ def test_a_method_is_reported_raw_beside_its_cost_over_an_empty_call(
     )
     plain = harness.Case("limiter_plain", "a decorator", None, {"riprap": lambda: bare})
     monkeypatch.setattr(cases, "all_cases", lambda: [method, plain])
-    assert main(["bench", "--quick", "--json"]) == 0
-    rows = {(r["case"], r["impl"]): r for r in json.loads(capsys.readouterr().out)}
+    assert main(["bench", "--quick", "--json", "-", "--no-python-backend"]) == 0
+    out = json.loads(capsys.readouterr().out)["results"]
+    rows = {(r["case"], r["impl"]): r for r in out}
     assert rows[("limiter_fake", "riprap")]["raw_ns"] is not None
     assert rows[("limiter_fake", "other")]["raw_ns"] is not None
     assert rows[("limiter_plain", "riprap")]["raw_ns"] is None

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 
 from . import dlq
+from .bench import command as bench
 from .demo import config as demo_options
 
 __all__ = ["main"]
@@ -18,9 +17,10 @@ riprap: resilience policies for Python with a Rust core.
 commands:
   demo    run a simulated fleet of flaky agents through riprap's policies and print the
           resilience statistics (--quick for a short run; --seed N repeats a run exactly)
-  bench   measure riprap against the pure-Python reference backend and the installed peers
-          (tenacity, stamina, backoff, pybreaker, circuitbreaker, aiobreaker, purgatory,
-          limits, pyrate-limiter, aiolimiter, resilix) and print the comparison tables
+  bench   measure riprap against the pure-Python reference backend, hand-rolled code and the
+          installed peers (tenacity, stamina, backoff, pybreaker, circuitbreaker, aiobreaker,
+          purgatory, limits, pyrate-limiter, aiolimiter, resilix, hyx, pyresilience) and
+          print the comparison tables (--quick; --json, --markdown, --plot PATH write them)
   dlq     inspect and replay a dead-letter queue file: list, show, replay (--dry-run), purge
   serve   serve /metrics (Prometheus), /health (JSON) and a live dashboard page for the
           primitives of this process (--demo runs the demo workload so there is something
@@ -43,19 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         "seed), and print what every policy did.",
     )
     demo_options.add_arguments(demo)
-    bench = sub.add_parser("bench", help="print the benchmark comparison table")
-    bench.add_argument("--quick", action="store_true", help="fewer samples")
-    bench.add_argument("--json", action="store_true", help="print raw results as JSON")
-    bench.add_argument(
-        "--only",
-        default=None,
-        help="comma-separated implementations (riprap, tenacity, ...)",
-    )
-    bench.add_argument(
-        "--no-python-backend",
-        action="store_true",
-        help="skip measuring the pure-Python reference backend (a child process)",
-    )
+    bench.add_parser(sub)
     dlq.add_parser(sub)
     serve = sub.add_parser(
         "serve", help="serve /metrics, /health and a live dashboard (read-only)"
@@ -74,30 +62,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _bench(args: argparse.Namespace) -> int:
-    import riprap
-
-    from .bench import cases, harness
-
-    impls = args.only.split(",") if args.only else None
-    every = cases.all_cases()
-    results = harness.run_cases(every, quick=args.quick, impls=impls)
-    if args.json:
-        print(json.dumps([dataclasses.asdict(r) for r in results]))
-        return 0
-    if not args.no_python_backend and riprap.backend() == "rust":
-        results += harness.results_in_subprocess(
-            "python", quick=args.quick, impls=["riprap"]
-        )
-    print(f"machine: {harness.machine()}")
-    print(
-        "median added cost per call over a bare call (paired samples); a method's row "
-        "(try_acquire) also shows the whole call (raw)\n"
-    )
-    print(harness.render_table(every, results))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `riprap` console script and `python -m riprap`."""
     parser = _parser()
@@ -107,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(demo_options.config_from(args))
     if args.command == "bench":
-        return _bench(args)
+        return bench.run(args)
     if args.command == "dlq":
         return dlq.run(args)
     if args.command == "serve":

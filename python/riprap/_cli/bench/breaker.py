@@ -279,5 +279,6 @@ CASES: list[Case] = [
             "purgatory": lambda: drive(_purgatory_async(abare)),
         },
         PEERS,
+        target_impl="hand-rolled",
     ),
 ]

@@ -10,8 +10,9 @@ pays; a full bulkhead makes callers wait, which is not an overhead). Rows:
 * decorator, async: one `await` of a guarded coroutine function, driven to completion by
   hand, without an event loop (none of them suspends when a slot is free). resilix looks the
   running loop up, so its call runs while an event loop is set as the thread's running loop,
-  and it is measured against a bare call wrapped the same way. The hand-rolled peer is `async
-  with asyncio.Semaphore(10)` around the call; "await bare" is the cost of driving the
+  and it is measured against a bare call wrapped the same way. The hand-rolled peer is a counter
+  of calls in flight checked in an `async def` wrapper (the least a bulkhead does), next to
+  `async with asyncio.Semaphore(10)` around the call; "await bare" is the cost of driving the
   coroutine alone.
 * decorator, sync, adaptive: the adaptive limit reads the clock twice per call (it measures
   every call) and takes a short lock to record the sample.
@@ -84,6 +85,26 @@ def _asyncio_semaphore(target: Callable[[], Awaitable[Any]]) -> Callable[[], Any
     return guarded
 
 
+class HandRolledFullError(Exception):
+    """The hand-rolled bulkhead's rejection."""
+
+
+def _hand_rolled_async(target: Callable[[], Awaitable[Any]]) -> Callable[[], Any]:
+    """A counter of calls in flight, checked before the call: the least an async bulkhead does."""
+    active = [0]
+
+    async def guarded() -> object:
+        if active[0] >= LIMIT:
+            raise HandRolledFullError("bulkhead full")
+        active[0] += 1
+        try:
+            return await target()
+        finally:
+            active[0] -= 1
+
+    return guarded
+
+
 def _in_loop(thunk: Thunk) -> Thunk:
     """`thunk` run while a (never started) event loop is the thread's running loop."""
     loop = asyncio.new_event_loop()
@@ -137,11 +158,13 @@ CASES: list[Case] = [
         {
             "riprap": lambda: drive(_riprap(abare)),
             "await bare": lambda: drive(abare),
+            "hand-rolled": lambda: drive(_hand_rolled_async(abare)),
             "asyncio.Semaphore": lambda: drive(_asyncio_semaphore(abare)),
             "resilix": lambda: _in_loop(drive(_resilix(abare))),
         },
         PEERS,
         baselines={"resilix": lambda: _in_loop(bare)},
+        target_impl="hand-rolled",
     ),
     Case(
         "bulkhead_adaptive",

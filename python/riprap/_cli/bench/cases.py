@@ -6,19 +6,20 @@ that knows them all.
 
 from __future__ import annotations
 
-from . import breaker, bulkhead, cache, limiter, monitor, redis, retry
+from . import breaker, bulkhead, cache, limiter, monitor, pipeline, redis, retry
 from .harness import Case
 
 __all__ = ["all_cases", "selected"]
 
 
 def all_cases() -> list[Case]:
-    """Every case: the primitives, monitoring, then Redis (if it runs here)."""
+    """Every case: the primitives, their stack, monitoring, then Redis (if it runs here)."""
     return [
         *retry.CASES,
         *breaker.CASES,
         *limiter.CASES,
         *bulkhead.CASES,
+        *pipeline.CASES,
         *cache.CASES,
         *monitor.CASES,
         *redis.CASES,
