@@ -31,7 +31,7 @@ use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::{PyTraverseError, PyTypeInfo, intern};
 
 use crate::attr;
@@ -39,6 +39,7 @@ use crate::breaker::BreakerGuard;
 use crate::bulkhead::BulkheadGuard;
 use crate::limiter::LimiterGuard;
 use crate::retry::RetryGuard;
+use crate::vectorcall::{Args, Fast};
 
 /// What a guard decided: what the coroutine does next.
 pub(crate) enum Step<'py> {
@@ -75,6 +76,52 @@ pub(crate) fn close_quietly(coroutine: &Bound<'_, PyAny>) {
     if let Err(e) = coroutine.call_method0(intern!(py, "close")) {
         e.write_unraisable(py, Some(coroutine));
     }
+}
+
+/// What a call of a guarded coroutine function returns: a `Coroutine` driving `inner` (the
+/// function's coroutine, made when the function was called) under `driver`.
+pub(crate) fn guarded<'py>(
+    func: &Bound<'py, PyAny>,
+    inner: Bound<'py, PyAny>,
+    driver: Driver,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(Bound::new(
+        func.py(),
+        PyCoroutine::new(func.clone().unbind(), inner.unbind(), driver),
+    )?
+    .into_any())
+}
+
+/// `AsyncCallEngine::call_async` for a guard that needs nothing of the arguments: `driver`
+/// (or the error that it could not be made), then `func(*args)`, then the `Coroutine`.
+pub(crate) fn guarded_call<'py>(
+    func: &Bound<'py, PyAny>,
+    args: &Args<'py>,
+    driver: PyResult<Driver>,
+) -> Fast<'py, ()> {
+    let py = func.py();
+    let made = driver.and_then(|driver| match args.call(func) {
+        Some(inner) => guarded(func, inner, driver),
+        None => Err(PyErr::fetch(py)),
+    });
+    match made {
+        Ok(coroutine) => Fast::Done(coroutine),
+        Err(e) => {
+            e.restore(py);
+            Fast::Raised
+        }
+    }
+}
+
+/// `AsyncCallEngine::call_async_tp`, the same with a tuple and a dict.
+pub(crate) fn guarded_call_tp<'py>(
+    func: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+    driver: PyResult<Driver>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let driver = driver?;
+    guarded(func, func.call(args, kwargs)?, driver)
 }
 
 /// The guards there are (an enum rather than a boxed trait object: no allocation per call).

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 use riprap_core::{Clock, Decision, RateLimiter, Reservation, nanos_to_secs};
 
-use crate::awaitable::{Driver, Guard, PyCoroutine, Step, close_quietly};
+use crate::awaitable::{Driver, Guard, Step, close_quietly, guarded_call, guarded_call_tp};
 use crate::call::{AsyncCallEngine, CallEngine, native_async_call, native_call};
 use crate::clock::sleep_detached;
 use crate::convert::{clock as extract_clock, cost, max_wait, name, no_storage, quota, raises};
@@ -366,6 +366,13 @@ pub(crate) struct LimiterGuard {
 }
 
 impl LimiterGuard {
+    fn driver(limiter: &Bound<'_, PyRateLimiter>, slow: Option<&Bound<'_, PyAny>>) -> Driver {
+        Driver::Limiter(Self {
+            limiter: limiter.clone().unbind(),
+            slow: slow.map(|s| s.clone().unbind()),
+        })
+    }
+
     pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.limiter)?;
         visit.call(&self.slow)
@@ -405,17 +412,7 @@ impl AsyncCallEngine for PyRateLimiter {
         slow: Option<&Bound<'py, PyAny>>,
         args: &Args<'py>,
     ) -> Fast<'py, ()> {
-        let py = func.py();
-        let Some(inner) = args.call(func) else {
-            return Fast::Raised;
-        };
-        match coroutine(slf, func, slow, inner) {
-            Ok(c) => Fast::Done(c),
-            Err(e) => {
-                e.restore(py);
-                Fast::Raised
-            }
-        }
+        guarded_call(func, args, Ok(LimiterGuard::driver(slf, slow)))
     }
 
     fn call_async_tp<'py>(
@@ -425,25 +422,6 @@ impl AsyncCallEngine for PyRateLimiter {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let inner = func.call(args, kwargs)?;
-        coroutine(slf, func, slow, inner)
+        guarded_call_tp(func, args, kwargs, Ok(LimiterGuard::driver(slf, slow)))
     }
-}
-
-/// The `Coroutine` one call awaits: `inner` (the function's coroutine) under a limiter guard.
-fn coroutine<'py>(
-    slf: &Bound<'py, PyRateLimiter>,
-    func: &Bound<'py, PyAny>,
-    slow: Option<&Bound<'py, PyAny>>,
-    inner: Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let driver = Driver::Limiter(LimiterGuard {
-        limiter: slf.clone().unbind(),
-        slow: slow.map(|s| s.clone().unbind()),
-    });
-    Ok(Bound::new(
-        func.py(),
-        PyCoroutine::new(func.clone().unbind(), inner.unbind(), driver),
-    )?
-    .into_any())
 }

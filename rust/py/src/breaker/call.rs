@@ -12,7 +12,7 @@ use pyo3::types::{PyDict, PyTuple};
 use riprap_core::{Admission, Outcome, Permit, Transition};
 
 use super::PyBreakerEngine;
-use crate::awaitable::{Driver, Guard, PyCoroutine, Step, close_quietly};
+use crate::awaitable::{Driver, Guard, Step, close_quietly, guarded_call, guarded_call_tp};
 use crate::call::{AsyncCallEngine, CallEngine, native_async_call, native_call};
 use crate::errors::{circuit_open, raise_circuit_open};
 use crate::vectorcall::{Args, Fast};
@@ -119,6 +119,13 @@ pub(crate) struct BreakerGuard {
 }
 
 impl BreakerGuard {
+    fn driver(engine: &Bound<'_, PyBreakerEngine>) -> Driver {
+        Driver::Breaker(Self {
+            engine: engine.clone().unbind(),
+            permit: None,
+        })
+    }
+
     pub(crate) fn traverse(
         &self,
         visit: &pyo3::gc::PyVisit<'_>,
@@ -206,24 +213,7 @@ impl AsyncCallEngine for PyBreakerEngine {
         _slow: Option<&Bound<'py, PyAny>>,
         args: &Args<'py>,
     ) -> Fast<'py, ()> {
-        let py = func.py();
-        let Some(inner) = args.call(func) else {
-            return Fast::Raised;
-        };
-        let driver = Driver::Breaker(BreakerGuard {
-            engine: slf.clone().unbind(),
-            permit: None,
-        });
-        match Bound::new(
-            py,
-            PyCoroutine::new(func.clone().unbind(), inner.unbind(), driver),
-        ) {
-            Ok(coroutine) => Fast::Done(coroutine.into_any()),
-            Err(e) => {
-                e.restore(py);
-                Fast::Raised
-            }
-        }
+        guarded_call(func, args, Ok(BreakerGuard::driver(slf)))
     }
 
     fn call_async_tp<'py>(
@@ -233,16 +223,6 @@ impl AsyncCallEngine for PyBreakerEngine {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let py = func.py();
-        let inner = func.call(args, kwargs)?;
-        let driver = Driver::Breaker(BreakerGuard {
-            engine: slf.clone().unbind(),
-            permit: None,
-        });
-        Ok(Bound::new(
-            py,
-            PyCoroutine::new(func.clone().unbind(), inner.unbind(), driver),
-        )?
-        .into_any())
+        guarded_call_tp(func, args, kwargs, Ok(BreakerGuard::driver(slf)))
     }
 }

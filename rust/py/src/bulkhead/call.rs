@@ -17,7 +17,7 @@ use riprap_core::{Clock, nanos_to_secs, secs_to_nanos};
 use super::waiting::{hold, unhold};
 use super::{PyBulkheadEngine, PyBulkheadPermit};
 use crate::attr;
-use crate::awaitable::{Driver, Guard, PyCoroutine, Step, close_quietly};
+use crate::awaitable::{Driver, Guard, Step, close_quietly, guarded_call, guarded_call_tp};
 use crate::call::{AsyncCallEngine, CallEngine, native_async_call, native_call};
 use crate::vectorcall::{Args, Fast};
 
@@ -112,6 +112,22 @@ pub(crate) struct BulkheadGuard {
 }
 
 impl BulkheadGuard {
+    /// The guard of one call (the continuation is required).
+    fn driver(
+        engine: &Bound<'_, PyBulkheadEngine>,
+        slow: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Driver> {
+        let slow = slow.ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "BulkheadAsyncCall needs its continuation (riprap._bulkhead_async.continuation)",
+            )
+        })?;
+        Ok(Driver::Bulkhead(Self {
+            engine: engine.clone().unbind(),
+            slow: slow.clone().unbind(),
+        }))
+    }
+
     pub(crate) fn traverse(
         &self,
         visit: &pyo3::gc::PyVisit<'_>,
@@ -253,17 +269,7 @@ impl AsyncCallEngine for PyBulkheadEngine {
         slow: Option<&Bound<'py, PyAny>>,
         args: &Args<'py>,
     ) -> Fast<'py, ()> {
-        let py = func.py();
-        let Some(inner) = args.call(func) else {
-            return Fast::Raised;
-        };
-        match coroutine(slf, func, slow, inner) {
-            Ok(c) => Fast::Done(c),
-            Err(e) => {
-                e.restore(py);
-                Fast::Raised
-            }
-        }
+        guarded_call(func, args, BulkheadGuard::driver(slf, slow))
     }
 
     fn call_async_tp<'py>(
@@ -273,32 +279,6 @@ impl AsyncCallEngine for PyBulkheadEngine {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let inner = func.call(args, kwargs)?;
-        coroutine(slf, func, slow, inner)
+        guarded_call_tp(func, args, kwargs, BulkheadGuard::driver(slf, slow))
     }
-}
-
-/// The `Coroutine` one call awaits: `inner` (the function's coroutine) under a bulkhead guard.
-fn coroutine<'py>(
-    slf: &Bound<'py, PyBulkheadEngine>,
-    func: &Bound<'py, PyAny>,
-    slow: Option<&Bound<'py, PyAny>>,
-    inner: Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let py = func.py();
-    let Some(slow) = slow else {
-        close_quietly(&inner);
-        return Err(PyRuntimeError::new_err(
-            "BulkheadAsyncCall needs its continuation (riprap._bulkhead_async.continuation)",
-        ));
-    };
-    let driver = Driver::Bulkhead(BulkheadGuard {
-        engine: slf.clone().unbind(),
-        slow: slow.clone().unbind(),
-    });
-    Ok(Bound::new(
-        py,
-        PyCoroutine::new(func.clone().unbind(), inner.unbind(), driver),
-    )?
-    .into_any())
 }

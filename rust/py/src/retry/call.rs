@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use super::PyRetryEngine;
 use crate::attr;
-use crate::awaitable::{Driver, Guard, PyCoroutine, Step};
+use crate::awaitable::{Driver, Guard, Step, guarded};
 use crate::call::{AsyncCallEngine, CallEngine, native_async_call, native_call};
 use crate::vectorcall::{Args, Fast};
 
@@ -174,11 +174,7 @@ impl RetryGuard {
             kwargs: kwargs.map(Bound::unbind),
             start: None,
         });
-        Ok(Bound::new(
-            func.py(),
-            PyCoroutine::new(func.clone().unbind(), inner.unbind(), driver),
-        )?
-        .into_any())
+        guarded(func, inner, driver)
     }
 }
 
