@@ -45,6 +45,33 @@ def test_attributes_and_pickling(exc: Exception, attrs: dict[str, object]) -> No
         assert getattr(clone, k) == v
 
 
+def test_the_classes_are_named_by_their_public_path() -> None:
+    # Tracebacks, reprs, pickles and the dead-letter queue show `riprap.<Name>`, the name a
+    # user can import, not the private module that defines it.
+    from riprap._dlq_entry import describe_error
+
+    for name in (
+        "ResilienceError",
+        "CircuitOpenError",
+        "RateLimitExceeded",
+        "BulkheadRejectedError",
+        "BulkheadTimeoutError",
+        "TimeoutExceededError",
+        "FallbackExhaustedError",
+        "DeadLetterError",
+    ):
+        cls = getattr(riprap, name)
+        assert (cls.__module__, cls.__qualname__) == ("riprap", name)
+    assert (
+        describe_error(riprap.CircuitOpenError("db", 1.0))[0]
+        == "riprap.CircuitOpenError"
+    )
+    assert (
+        pickle.loads(pickle.dumps(riprap.RateLimitExceeded("api", 0.5))).retry_after
+        == 0.5
+    )
+
+
 def test_fallback_exhausted_keeps_errors_in_order() -> None:
     primary, second = ValueError("primary"), KeyError("second")
 

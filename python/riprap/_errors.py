@@ -192,3 +192,18 @@ REJECTIONS: tuple[type[ResilienceError], ...] = (
     BulkheadRejectedError,
     CircuitOpenError,
 )
+
+# The classes are public as `riprap.<Name>`: say so in tracebacks, reprs, pickles and the
+# dead-letter queue's `error_type`, instead of this private module's path.
+for _cls in (
+    ResilienceError,
+    CircuitOpenError,
+    RateLimitExceeded,
+    BulkheadRejectedError,
+    BulkheadTimeoutError,
+    TimeoutExceededError,
+    FallbackExhaustedError,
+    DeadLetterError,
+):
+    _cls.__module__ = "riprap"
+del _cls
