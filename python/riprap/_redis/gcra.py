@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from .. import _validate as v
@@ -27,7 +28,17 @@ from .scripts import GCRA_ACQUIRE, GCRA_CANCEL
 from .shared import Counters, Options, ms_ceil, wait_ns
 from .storage import Script, StorageError
 
-__all__ = ["ADMITTED", "PENDING", "REFUSED", "Bucket", "local_quota", "wait_bound"]
+__all__ = [
+    "ADMITTED",
+    "PENDING",
+    "REFUSED",
+    "Bucket",
+    "SharedBucket",
+    "limited_async",
+    "limited_sync",
+    "local_quota",
+    "wait_bound",
+]
 
 _ACQUIRE = Script(GCRA_ACQUIRE)
 _CANCEL = Script(GCRA_CANCEL)
@@ -161,3 +172,63 @@ def _pair(ns: int) -> tuple[str, str]:
 def wait_bound(timeout: object) -> str:
     wait = v.max_wait("timeout", timeout)
     return "" if wait is None else str(wait)
+
+
+class SharedBucket:
+    """What the Redis limiters (plain and keyed) say of their shared buckets.
+
+    Mixed in before the public class, so these read the shared quota, not the local fallback's.
+    """
+
+    __slots__ = ()
+    _bucket: Bucket
+    _public: str  # the public class's name, for the repr
+    name: str | None
+
+    @property
+    def rate(self) -> float:
+        """Tokens per second (per key, when keyed), shared by every process using this name."""
+        return self._bucket.quota.rate
+
+    @property
+    def burst(self) -> float:
+        """The shared bucket's size (each key's, when keyed)."""
+        return self._bucket.quota.burst
+
+    @property
+    def storage(self) -> Any:
+        """The `RedisStorage` holding the bucket(s)."""
+        return self._bucket.opts.storage
+
+    def __repr__(self) -> str:
+        q = self._bucket.quota
+        return (
+            f"{self._public}(rate={q.rate!r}, burst={q.burst!r}, name={self.name!r}, "
+            f"storage={str(self.storage)!r})"
+        )
+
+
+def limited_sync(func: Callable[..., Any], take: Callable[..., None]) -> Any:
+    """`func` that first takes its token with `take(*args, **kwargs)`.
+
+    The arguments are passed on because a keyed limiter's key function reads them.
+    """
+
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        take(*args, **kwargs)
+        return func(*args, **kwargs)
+
+    return limited
+
+
+def limited_async(
+    func: Callable[..., Awaitable[Any]], take: Callable[..., Awaitable[None]]
+) -> Callable[..., Any]:
+    """The coroutine-function twin of `limited_sync`."""
+
+    @functools.wraps(func)
+    async def limited(*args: Any, **kwargs: Any) -> Any:
+        await take(*args, **kwargs)
+        return await func(*args, **kwargs)
+
+    return limited

@@ -9,8 +9,7 @@ expire on their own once full.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from .. import _validate as v
@@ -20,7 +19,16 @@ from .._limiter import KeyedRateLimiter, construct
 from .._reference._keyed import key_of
 from .._reference._limiter import quota_arg
 from .._stats import SharedKeyedRateLimiterStats
-from .gcra import ADMITTED, REFUSED, Bucket, local_quota, wait_bound
+from .gcra import (
+    ADMITTED,
+    REFUSED,
+    Bucket,
+    SharedBucket,
+    limited_async,
+    limited_sync,
+    local_quota,
+    wait_bound,
+)
 from .shared import options
 from .storage import StorageError
 
@@ -41,14 +49,14 @@ def _encode(key: object) -> bytes:
     return b"i" + str(k).encode()
 
 
-class RedisKeyedRateLimiter(KeyedRateLimiter):
+class RedisKeyedRateLimiter(SharedBucket, KeyedRateLimiter):
     """A `KeyedRateLimiter` whose buckets live in Redis, shared by every process using its name.
 
     Built by `KeyedRateLimiter(..., storage=...)`. `len()` and `max_keys`/`idle_ttl` concern
     the local fallback's table; the buckets in Redis expire on their own.
     """
 
-    _bucket: Bucket
+    _public = "KeyedRateLimiter"
     _head: bytes
 
     def _redis_key(self, key: object) -> bytes:
@@ -131,8 +139,8 @@ class RedisKeyedRateLimiter(KeyedRateLimiter):
         return decorate(
             func,
             "riprap.KeyedRateLimiter",
-            native=lambda g: _keyed_sync_wrapper(g, take),
-            coroutine=lambda g: _keyed_async_wrapper(g, atake),
+            native=lambda g: limited_sync(g, take),
+            coroutine=lambda g: limited_async(g, atake),
         )
 
     def get_stats(self) -> SharedKeyedRateLimiterStats:
@@ -141,47 +149,6 @@ class RedisKeyedRateLimiter(KeyedRateLimiter):
             SharedKeyedRateLimiterStats,
             self._bucket.stats(dict(_native_keyed.get_stats(self))),
         )
-
-    @property
-    def rate(self) -> float:
-        """Tokens per second per key, shared by every process using this name."""
-        return self._bucket.quota.rate
-
-    @property
-    def burst(self) -> float:
-        """Each shared bucket's size."""
-        return self._bucket.quota.burst
-
-    @property
-    def storage(self) -> Any:
-        """The `RedisStorage` holding the buckets."""
-        return self._bucket.opts.storage
-
-    def __repr__(self) -> str:
-        q = self._bucket.quota
-        return (
-            f"KeyedRateLimiter(rate={q.rate!r}, burst={q.burst!r}, name={self.name!r}, "
-            f"storage={str(self.storage)!r})"
-        )
-
-
-def _keyed_sync_wrapper(func: Callable[..., Any], take: Callable[..., None]) -> Any:
-    def limited(*args: Any, **kwargs: Any) -> Any:
-        take(*args, **kwargs)
-        return func(*args, **kwargs)
-
-    return limited
-
-
-def _keyed_async_wrapper(
-    func: Callable[..., Awaitable[Any]], take: Callable[..., Awaitable[None]]
-) -> Callable[..., Any]:
-    @functools.wraps(func)
-    async def limited(*args: Any, **kwargs: Any) -> Any:
-        await take(*args, **kwargs)
-        return await func(*args, **kwargs)
-
-    return limited
 
 
 def build_keyed(

@@ -15,8 +15,7 @@ The shared bucket is one key, `<prefix>:{<name>}:gcra`.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from .. import _validate as v
@@ -25,7 +24,16 @@ from .._decorate import decorate
 from .._limiter import RateLimiter, construct
 from .._reference._limiter import quota_arg
 from .._stats import SharedRateLimiterStats
-from .gcra import ADMITTED, REFUSED, Bucket, local_quota, wait_bound
+from .gcra import (
+    ADMITTED,
+    REFUSED,
+    Bucket,
+    SharedBucket,
+    limited_async,
+    limited_sync,
+    local_quota,
+    wait_bound,
+)
 from .shared import options
 from .storage import StorageError
 
@@ -37,13 +45,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 _native = core.RateLimiter
 
 
-class RedisRateLimiter(RateLimiter):
+class RedisRateLimiter(SharedBucket, RateLimiter):
     """A `RateLimiter` whose bucket lives in Redis, shared by every process using its name.
 
     Built by `RateLimiter(..., storage=...)`; see the README's "Shared state on Redis".
     """
 
-    _bucket: Bucket
+    _public = "RateLimiter"
     _key: str
 
     def try_acquire(self, n: int = 1) -> bool:
@@ -114,8 +122,12 @@ class RedisRateLimiter(RateLimiter):
         else:
             await b.asleep(self._key, reply)
 
-    def _take_one(self) -> None:
-        """One token for `with` or a decorated call: wait, or raise, as `on_limit` says."""
+    def _take_one(self, *_args: object, **_kwargs: object) -> None:
+        """One token for `with` or a decorated call: wait, or raise, as `on_limit` says.
+
+        A decorated call passes its arguments (a keyed limiter's key comes from them); one
+        shared bucket needs none.
+        """
         b = self._bucket
         try:
             reply = b.ask(self._key, b.quota.interval, self._on_limit_bound)
@@ -128,7 +140,7 @@ class RedisRateLimiter(RateLimiter):
             return
         self._settle(reply)
 
-    async def _atake_one(self) -> None:
+    async def _atake_one(self, *_args: object, **_kwargs: object) -> None:
         b = self._bucket
         try:
             reply = await b.aask(self._key, b.quota.interval, self._on_limit_bound)
@@ -160,8 +172,8 @@ class RedisRateLimiter(RateLimiter):
             decorate(
                 func,
                 "riprap.RateLimiter",
-                native=lambda f: _sync_wrapper(f, self._take_one),
-                coroutine=lambda f: _async_wrapper(f, self._atake_one),
+                native=lambda f: limited_sync(f, self._take_one),
+                coroutine=lambda f: limited_async(f, self._atake_one),
             ),
         )
 
@@ -171,47 +183,6 @@ class RedisRateLimiter(RateLimiter):
             SharedRateLimiterStats,
             self._bucket.stats(dict(_native.get_stats(self))),
         )
-
-    @property
-    def rate(self) -> float:
-        """Tokens per second, shared by every process using this name."""
-        return self._bucket.quota.rate
-
-    @property
-    def burst(self) -> float:
-        """The shared bucket's size."""
-        return self._bucket.quota.burst
-
-    @property
-    def storage(self) -> Any:
-        """The `RedisStorage` holding the bucket."""
-        return self._bucket.opts.storage
-
-    def __repr__(self) -> str:
-        q = self._bucket.quota
-        return (
-            f"RateLimiter(rate={q.rate!r}, burst={q.burst!r}, name={self.name!r}, "
-            f"storage={str(self.storage)!r})"
-        )
-
-
-def _sync_wrapper(func: Callable[..., Any], take: Callable[[], None]) -> Any:
-    def limited(*args: Any, **kwargs: Any) -> Any:
-        take()
-        return func(*args, **kwargs)
-
-    return limited
-
-
-def _async_wrapper(
-    func: Callable[..., Awaitable[Any]], take: Callable[[], Awaitable[None]]
-) -> Callable[..., Any]:
-    @functools.wraps(func)
-    async def limited(*args: Any, **kwargs: Any) -> Any:
-        await take()
-        return await func(*args, **kwargs)
-
-    return limited
 
 
 def build_limiter(
