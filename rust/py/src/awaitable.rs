@@ -94,17 +94,25 @@ pub(crate) fn guarded<'py>(
 
 /// `AsyncCallEngine::call_async` for a guard that needs nothing of the arguments: `driver`
 /// (or the error that it could not be made), then `func(*args)`, then the `Coroutine`.
+#[inline]
 pub(crate) fn guarded_call<'py>(
     func: &Bound<'py, PyAny>,
     args: &Args<'py>,
     driver: PyResult<Driver>,
 ) -> Fast<'py, ()> {
     let py = func.py();
-    let made = driver.and_then(|driver| match args.call(func) {
-        Some(inner) => guarded(func, inner, driver),
-        None => Err(PyErr::fetch(py)),
-    });
-    match made {
+    let driver = match driver {
+        Ok(driver) => driver,
+        Err(e) => {
+            e.restore(py);
+            return Fast::Raised;
+        }
+    };
+    // An error from the call itself stays set in the interpreter, untouched.
+    let Some(inner) = args.call(func) else {
+        return Fast::Raised;
+    };
+    match guarded(func, inner, driver) {
         Ok(coroutine) => Fast::Done(coroutine),
         Err(e) => {
             e.restore(py);
