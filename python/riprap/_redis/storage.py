@@ -145,6 +145,9 @@ def _positive(field: str, value: object) -> float:
     return v.check_float(field, v.number(field, value), 0.0, False)
 
 
+_RLOCK = type(threading.RLock())
+
+
 class RedisStorage:
     """Shared state in Redis: `storage=` of `RateLimiter`, `KeyedRateLimiter`, `CircuitBreaker`.
 
@@ -225,11 +228,26 @@ class RedisStorage:
                 _check_timeouts("async_client", async_client)
             self._sync, self._async = client, async_client
             self._display = _describe(client if client is not None else async_client)
-        self._after_fork()
+        self._fresh()
         track(self)
 
     def _after_fork(self) -> None:
-        """A forked child starts with a fresh lock, no outage, and no async clients."""
+        """A forked child: fresh state, and a sync client whose pool can reset itself.
+
+        redis-py's pool notices the fork and resets itself, but under its own lock, which
+        another thread of the parent may have held at the fork: the child would wait for it
+        forever (seen as a hung child in `tests/redis/test_redis_processes.py`). Its locks are
+        replaced before anything in the child uses the pool (redis-py 8.1's `_lock` and
+        `_fork_lock`; a client without them is left alone).
+        """
+        pool = getattr(self._sync, "connection_pool", None)
+        for attr in ("_lock", "_fork_lock"):
+            if isinstance(getattr(pool, attr, None), _RLOCK):
+                setattr(pool, attr, threading.RLock())
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """A fresh lock, no outage, and no async clients (at construction and after a fork)."""
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._down = False
