@@ -263,3 +263,55 @@ def test_a_forked_child_starts_fresh_but_shares_the_stored_state(url: str) -> No
             t.join()
     expected = {"admitted": True, "stats": 1, "state": "open", "rejected": 0}
     assert reports == [expected] * 10
+
+
+def test_a_child_forked_while_a_parent_thread_holds_the_pool_locks_does_not_wait_for_them(
+    url: str,
+) -> None:
+    """redis-py resets a forked child's connection pool under the pool's own locks; a parent
+    thread holding them at the fork would leave the child waiting for a thread it does not
+    have. The child gets fresh locks, so its first decision goes straight to Redis."""
+    import select
+    import threading
+
+    from riprap._redis.storage import storage_of
+
+    storage = storage_of(url)
+    limiter = riprap.RateLimiter(1e6, 1e6, name="fork-held", storage=storage)
+    assert limiter.try_acquire()  # the pool has a connection, made in the parent
+    pool = storage._sync.connection_pool
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with pool._fork_lock, pool._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(r)
+                os.write(w, b"ok" if limiter.try_acquire() else b"refused")
+            except BaseException as e:
+                os.write(w, repr(e).encode())
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        # Without fresh locks the child waits 5 s for redis-py's fork lock, then fails.
+        ready, _, _ = select.select([r], [], [], 3.0)
+        answer = os.read(r, 4096) if ready else b"still waiting after 3 s"
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        os.close(r)
+        os.waitpid(pid, 0)
+    finally:
+        release.set()
+        holder.join()
+    assert answer == b"ok"
